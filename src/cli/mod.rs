@@ -1,0 +1,8 @@
+//! The `cryptbak` binary: argument parsing, password sources, terminal output, exit codes.
+//! Everything format-related lives in the library.
+
+pub mod args;
+pub mod commands;
+pub mod exit;
+pub mod password;
+pub mod report;

@@ -1,0 +1,47 @@
+//! How the library reports what it does without printing: per-entry problems and
+//! progress go through this trait; the binary decides what reaches the terminal.
+
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Something was deliberately left out (a socket); the run is still complete.
+    Warning,
+    /// Something that should be in the output is not, or may be wrong; exit code 2.
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub msg: String,
+    pub severity: Severity,
+}
+
+impl Problem {
+    pub fn error(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            msg: msg.into(),
+            severity: Severity::Error,
+        }
+    }
+    pub fn warning(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            msg: msg.into(),
+            severity: Severity::Warning,
+        }
+    }
+}
+
+pub trait Progress: Sync {
+    fn problem(&self, _problem: &Problem) {}
+    /// One entry of the output was completed; `bytes` is what was written for it.
+    fn entry_done(&self, _cpath: &[u8], _bytes: u64) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

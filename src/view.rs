@@ -1,0 +1,441 @@
+//! The heart of cryptbak: for a plaintext tree, what would `gocryptfs -reverse` show?
+//!
+//! `View::list` turns one plaintext directory into the ciphertext entries of its view
+//! directory, virtual files included (FORMAT.md §1, §5, §7, §12). It decides names,
+//! metadata and sizes; `View::write_content` produces the bytes. Where the entries go
+//! is the sinks' business.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::content::{self, FileEncryptor, FileIvs};
+use crate::cryptor::Cryptor;
+use crate::error::{Error, IoContext, Result};
+use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX, REVERSE_CONF_NAME};
+use crate::pathiv::{self, Purpose};
+use crate::progress::Problem;
+
+/// gocryptfs (and Linux) cannot show a symlink target longer than PATH_MAX.
+pub const MAX_SHOWN_SYMLINK_TARGET: usize = 4096;
+
+const S_IFMT: u32 = 0o170000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFSOCK: u32 = 0o140000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewVersion {
+    /// gocryptfs 2.3–2.4: virtual files carry their source's timestamps unchanged.
+    V2_3,
+    /// gocryptfs ≥ 2.5: virtual files' mtime (and ctime) are 10 s later than the source's.
+    V2_5,
+}
+
+#[derive(Clone, Debug)]
+pub struct ViewOptions {
+    /// Show the root `.gocryptfs.reverse.conf` as `gocryptfs.conf` (off with `--config`).
+    pub config_in_root: bool,
+    pub version: ViewVersion,
+}
+
+/// A timestamp with nanoseconds, as `lstat` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Time {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+/// The attributes the view shows for an entry (FORMAT.md §12).
+#[derive(Clone, Debug)]
+pub struct Meta {
+    /// Full `st_mode`: file type and permission bits, setuid/setgid/sticky included.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Size in the view: ciphertext size for files, encoded target length for symlinks.
+    pub size: u64,
+    pub atime: Time,
+    pub mtime: Time,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub rdev: u64,
+}
+
+impl Meta {
+    pub fn from_fs(m: &fs::Metadata) -> Meta {
+        Meta {
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            atime: Time {
+                sec: m.atime(),
+                nsec: m.atime_nsec() as u32,
+            },
+            mtime: Time {
+                sec: m.mtime(),
+                nsec: m.mtime_nsec() as u32,
+            },
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            rdev: m.rdev(),
+        }
+    }
+
+    pub fn file_type(&self) -> u32 {
+        self.mode & S_IFMT
+    }
+
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o7777
+    }
+
+    /// The metadata of a virtual file derived from `self` (its directory or long-named entry).
+    fn virtual_file(&self, size: u64, version: ViewVersion) -> Meta {
+        let mut m = self.clone();
+        m.mode = S_IFREG | 0o444;
+        m.nlink = 1;
+        m.size = size;
+        m.rdev = 0;
+        if version == ViewVersion::V2_5 {
+            m.mtime.sec += 10;
+        }
+        m
+    }
+}
+
+/// What an entry of the view is, and what its bytes come from.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Dir {
+        dir_iv: [u8; 16],
+    },
+    /// A regular file; its IVs come from `iv_path` (its own cpath, except for hard links).
+    File {
+        plain_size: u64,
+        iv_path: Vec<u8>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+    /// FIFO or device node: metadata only.
+    Special,
+    DirIv([u8; 16]),
+    /// A `gocryptfs.longname.*.name` file holding the full encrypted name.
+    LongName(Vec<u8>),
+    /// The root `gocryptfs.conf`: the bytes of `.gocryptfs.reverse.conf`.
+    Config,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Path in the view, `/`-separated, empty for the root.
+    pub cpath: Vec<u8>,
+    /// The plaintext path this entry is derived from.
+    pub source: PathBuf,
+    pub meta: Meta,
+    pub payload: Payload,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        matches!(self.payload, Payload::Dir { .. })
+    }
+
+    /// Number of path components (0 for the root).
+    pub fn depth(&self) -> usize {
+        if self.cpath.is_empty() {
+            0
+        } else {
+            1 + self.cpath.iter().filter(|&&c| c == b'/').count()
+        }
+    }
+}
+
+/// One view directory's entries, in a fixed order: `gocryptfs.diriv` first, then the
+/// entries by plaintext name (bytewise), each long-named one preceded by its `.name` file.
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<Problem>,
+}
+
+pub struct View {
+    root: PathBuf,
+    cryptor: Cryptor,
+    opts: ViewOptions,
+}
+
+fn join_cpath(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+impl View {
+    pub fn new(root: PathBuf, cryptor: Cryptor, opts: ViewOptions) -> View {
+        View {
+            root,
+            cryptor,
+            opts,
+        }
+    }
+
+    pub fn cryptor(&self) -> &Cryptor {
+        &self.cryptor
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn root_entry(&self) -> Result<Entry> {
+        // The root is given by the user, so a symlink to a directory is followed.
+        let m = fs::metadata(&self.root).at(&self.root)?;
+        if !m.is_dir() {
+            return Err(Error::invalid(&self.root, "not a directory"));
+        }
+        Ok(Entry {
+            cpath: Vec::new(),
+            source: self.root.clone(),
+            meta: Meta::from_fs(&m),
+            payload: Payload::Dir {
+                dir_iv: self.cryptor.reverse_dir_iv(b""),
+            },
+        })
+    }
+
+    /// Read one plaintext directory and return its view directory's entries.
+    pub fn list(&self, dir: &Entry) -> Result<Listing> {
+        let Payload::Dir { dir_iv } = dir.payload else {
+            return Err(Error::invalid(&dir.source, "not a directory"));
+        };
+        let mut problems = Vec::new();
+        let mut names: Vec<OsString> = Vec::new();
+        for item in fs::read_dir(&dir.source).at(&dir.source)? {
+            match item {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => problems.push(Problem::error(
+                    &dir.source,
+                    format!("cannot list directory: {e}"),
+                )),
+            }
+        }
+        // getdents order differs between filesystems; a fixed order keeps output reproducible.
+        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+
+        let is_root = dir.cpath.is_empty();
+        let version = self.opts.version;
+        let mut entries = Vec::with_capacity(names.len() + 1);
+        if self.cryptor.has_diriv_files() {
+            entries.push(Entry {
+                cpath: join_cpath(&dir.cpath, DIRIV_NAME.as_bytes()),
+                source: dir.source.clone(),
+                meta: dir.meta.virtual_file(16, version),
+                payload: Payload::DirIv(dir_iv),
+            });
+        }
+        let config_here = is_root && self.opts.config_in_root;
+        let reverse_conf_present = config_here && names.iter().any(|n| n == REVERSE_CONF_NAME);
+        for name in names {
+            let source = dir.source.join(&name);
+            if config_here && name == REVERSE_CONF_NAME {
+                // Shown with the attributes of the file it points to (stat, not lstat).
+                match fs::metadata(&source) {
+                    Ok(m) => entries.push(Entry {
+                        cpath: CONF_NAME.as_bytes().to_vec(),
+                        source,
+                        meta: Meta::from_fs(&m),
+                        payload: Payload::Config,
+                    }),
+                    Err(e) => {
+                        problems.push(Problem::error(&source, format!("cannot read config: {e}")))
+                    }
+                }
+                continue;
+            }
+            if self.cryptor.names.is_none() && reverse_conf_present && name == CONF_NAME {
+                problems.push(Problem::error(
+                    &source,
+                    "with plaintext names this file clashes with the view's gocryptfs.conf; gocryptfs hides it too, so it is not backed up (rename it)",
+                ));
+                continue;
+            }
+            match self.child_entries(dir, dir_iv, &name, source) {
+                Ok(mut es) => entries.append(&mut es),
+                Err(p) => problems.push(p),
+            }
+        }
+        Ok(Listing { entries, problems })
+    }
+
+    /// The entry for one plaintext child (preceded by its `.name` file when long-named).
+    fn child_entries(
+        &self,
+        dir: &Entry,
+        dir_iv: [u8; 16],
+        name: &OsStr,
+        source: PathBuf,
+    ) -> std::result::Result<Vec<Entry>, Problem> {
+        let lmeta = fs::symlink_metadata(&source)
+            .map_err(|e| Problem::error(&source, format!("cannot stat: {e}")))?;
+        let mut meta = Meta::from_fs(&lmeta);
+        let ftype = meta.file_type();
+        if ftype == S_IFSOCK {
+            return Err(Problem::warning(
+                &source,
+                "socket skipped (sockets cannot be backed up)",
+            ));
+        }
+
+        let (shown_name, full_cname) = match &self.cryptor.names {
+            None => (name.as_bytes().to_vec(), None),
+            Some(codec) => {
+                let cname = codec.encrypt(&dir_iv, name.as_bytes());
+                if codec.is_long(&cname) {
+                    (codec.long_name(&cname).into_bytes(), Some(cname))
+                } else {
+                    (cname.into_bytes(), None)
+                }
+            }
+        };
+        let cpath = join_cpath(&dir.cpath, &shown_name);
+
+        let payload = match ftype {
+            S_IFDIR => Payload::Dir {
+                dir_iv: self.cryptor.reverse_dir_iv(&cpath),
+            },
+            S_IFREG => {
+                let plain_size = meta.size;
+                meta.size = content::cipher_size(plain_size);
+                Payload::File {
+                    plain_size,
+                    iv_path: cpath.clone(),
+                }
+            }
+            S_IFLNK => {
+                let target = fs::read_link(&source)
+                    .map_err(|e| Problem::error(&source, format!("cannot read symlink: {e}")))?;
+                let shown = self.encrypt_symlink_target(&cpath, target.as_os_str().as_bytes());
+                if self.cryptor.names.is_some() && shown.len() > MAX_SHOWN_SYMLINK_TARGET {
+                    return Err(Problem::error(
+                        &source,
+                        format!(
+                            "symlink target too long: encrypted it would be {} bytes, over gocryptfs's limit of {MAX_SHOWN_SYMLINK_TARGET} (targets of at most 3040 bytes fit); not backed up",
+                            shown.len()
+                        ),
+                    ));
+                }
+                meta.size = shown.len() as u64;
+                Payload::Symlink { target: shown }
+            }
+            _ => Payload::Special,
+        };
+
+        let mut out = Vec::with_capacity(2);
+        if let Some(cname) = full_cname {
+            let mut name_file = cpath.clone();
+            name_file.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
+            out.push(Entry {
+                cpath: name_file,
+                source: source.clone(),
+                meta: meta.virtual_file(cname.len() as u64, self.opts.version),
+                payload: Payload::LongName(cname.into_bytes()),
+            });
+        }
+        out.push(Entry {
+            cpath,
+            source,
+            meta,
+            payload,
+        });
+        Ok(out)
+    }
+
+    /// The symlink target as the view shows it (FORMAT.md §9): unencrypted with plaintext
+    /// names, else base64 of the AES-SIV blob whose nonce comes from the doubled path.
+    fn encrypt_symlink_target(&self, cpath: &[u8], target: &[u8]) -> Vec<u8> {
+        let Some(codec) = &self.cryptor.names else {
+            return target.to_vec();
+        };
+        let nonce = pathiv::derive(&pathiv::symlink_iv_path(cpath), Purpose::SymlinkIv);
+        let blob = content::seal_symlink(&self.cryptor.content, &nonce, target);
+        codec.b64_encode(&blob).into_bytes()
+    }
+
+    /// Write the bytes of a file-like entry; returns the number of plaintext bytes read
+    /// (for regular files, to detect files that changed while being read).
+    pub fn write_content(
+        &self,
+        e: &Entry,
+        enc: &mut FileEncryptor,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
+        match &e.payload {
+            Payload::File { iv_path, .. } => {
+                let mut src = File::options()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&e.source)
+                    .at(&e.source)?;
+                let ivs = FileIvs::for_path(iv_path);
+                let mut dst = WatchedWriter {
+                    inner: out,
+                    failed: false,
+                };
+                enc.encrypt(&ivs, &mut src, &mut dst).map_err(|err| {
+                    if dst.failed {
+                        Error::io(Path::new(OsStr::from_bytes(&e.cpath)), err)
+                    } else {
+                        Error::io(&e.source, err)
+                    }
+                })
+            }
+            Payload::DirIv(iv) => write_all(out, iv, e),
+            Payload::LongName(cname) => write_all(out, cname, e),
+            Payload::Config => {
+                let bytes = fs::read(&e.source).at(&e.source)?;
+                write_all(out, &bytes, e)
+            }
+            Payload::Dir { .. } | Payload::Symlink { .. } | Payload::Special => Ok(0),
+        }
+    }
+}
+
+fn write_all(out: &mut dyn Write, bytes: &[u8], e: &Entry) -> Result<u64> {
+    out.write_all(bytes)
+        .map_err(|err| Error::io(Path::new(OsStr::from_bytes(&e.cpath)), err))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Remembers whether an I/O error came from the destination, so the message can blame
+/// the right file (an unreadable source versus a full disk).
+struct WatchedWriter<'a> {
+    inner: &'a mut dyn Write,
+    failed: bool,
+}
+
+impl Write for WatchedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner
+            .write_all(buf)
+            .inspect_err(|_| self.failed = true)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
+}
