@@ -176,7 +176,8 @@ impl Walk<'_> {
     }
 
     /// Hard links: every name of an inode gets the bytes encrypted with the IVs of the
-    /// name that sorts first (bytewise plaintext path), and the other names become hard
+    /// name met first in a depth-first walk with names in bytewise order (the order the
+    /// tar stream uses too), and the other names become hard
     /// links to it, as `cp -a` of a mount would make them. gocryptfs 2.3 itself picks
     /// whichever name was looked up last before the first open (FORMAT.md §10).
     fn write_hard_links(&self) {
@@ -215,6 +216,14 @@ impl Walk<'_> {
     }
 }
 
+/// Depth-first order with each directory's names sorted bytewise: paths compared
+/// component by component (so `a/b` comes before `a-c`, unlike a plain byte compare).
+pub fn traversal_order(a: &Path, b: &Path) -> std::cmp::Ordering {
+    a.components()
+        .map(|c| c.as_os_str().as_bytes())
+        .cmp(b.components().map(|c| c.as_os_str().as_bytes()))
+}
+
 fn primary_iv_path(e: &Entry) -> Vec<u8> {
     match &e.payload {
         Payload::File { iv_path, .. } => iv_path.clone(),
@@ -225,4 +234,29 @@ fn primary_iv_path(e: &Entry) -> Vec<u8> {
 /// A view path as a `Path`, for messages.
 pub fn cpath_display(cpath: &[u8]) -> &Path {
     Path::new(OsStr::from_bytes(cpath))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_order_is_depth_first_by_name() {
+        let mut v = vec![
+            Path::new("r/a-c"),
+            Path::new("r/a/b"),
+            Path::new("r/a"),
+            Path::new("r/B"),
+        ];
+        v.sort_by(|a, b| traversal_order(a, b));
+        assert_eq!(
+            v,
+            [
+                Path::new("r/B"),
+                Path::new("r/a"),
+                Path::new("r/a/b"),
+                Path::new("r/a-c")
+            ]
+        );
+    }
 }
