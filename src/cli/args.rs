@@ -110,6 +110,30 @@ pub struct ExportArgs {
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
 
+    /// Show what would be written and deleted, change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Also re-encrypt files whose size and mtime match and compare the bytes
+    #[arg(long)]
+    pub checksum: bool,
+
+    /// Keep destination entries that are no longer in the source
+    #[arg(long)]
+    pub no_delete: bool,
+
+    /// Delete nothing (and say so) if more than N entries would be deleted
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
+
+    /// List every change, rsync --itemize-changes style, on stdout
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print changes, problems and the final summary as JSON lines on stdout
+    #[arg(long)]
+    pub json: bool,
+
     /// Print only errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -117,7 +141,8 @@ pub struct ExportArgs {
     /// The plaintext directory to back up
     pub src: PathBuf,
 
-    /// Where to write the encrypted view (created if missing; must be empty or a previous export)
+    /// Where to write the encrypted view: created if missing; if it exists it must be empty
+    /// or an earlier export with the same key, and is updated to exactly the current view
     pub dest: PathBuf,
 }
 

@@ -7,8 +7,9 @@ use std::time::Instant;
 use cryptbak::config::{Config, Format, InitOptions};
 use cryptbak::cryptor::Cryptor;
 use cryptbak::keys::MasterKey;
-use cryptbak::names::{CONF_NAME, DIRIV_NAME, REVERSE_CONF_NAME};
-use cryptbak::sink::dir::DirSink;
+use cryptbak::names::REVERSE_CONF_NAME;
+use cryptbak::sink::dir::{DestLock, DirOptions, DirSink};
+use cryptbak::sync;
 use cryptbak::view::{View, ViewOptions, ViewVersion};
 use cryptbak::walk::{self, Summary};
 use cryptbak::{Error, Result};
@@ -16,7 +17,7 @@ use cryptbak::{Error, Result};
 use super::args::{Compat, ExportArgs, InitArgs, KeyArgs, PasswordArgs};
 use super::exit;
 use super::password::{read_master_key, PasswordSource};
-use super::report::{self, show_path, StderrReport};
+use super::report::{self, show_path, Output, StderrReport};
 
 fn password_source(p: &PasswordArgs, confirm: bool) -> PasswordSource {
     if !p.passfile.is_empty() {
@@ -123,26 +124,6 @@ fn set_threads(jobs: Option<usize>) {
     let _ = b.build_global();
 }
 
-/// A destination must be empty, missing, or look like an earlier export: never write
-/// ciphertext into (and later delete from) a directory of unrelated files.
-fn check_dest(dest: &Path) -> Result<()> {
-    let mut entries = match std::fs::read_dir(dest) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dest, e)),
-    };
-    if entries.next().is_none() {
-        return Ok(());
-    }
-    if dest.join(CONF_NAME).exists() || dest.join(DIRIV_NAME).exists() {
-        return Ok(());
-    }
-    Err(Error::invalid(
-        dest,
-        "destination is not empty and does not look like a cryptbak or gocryptfs -reverse copy (no gocryptfs.conf); refusing to write into it",
-    ))
-}
-
 fn same_place(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => y.starts_with(&x) || x.starts_with(&y),
@@ -160,7 +141,6 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
             "DEST must not be inside SRC (or SRC inside DEST)".into(),
         ));
     }
-    check_dest(&a.dest)?;
     let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
     if !unlocked.format.aes_siv {
         return Err(Error::ConfigUnsupported {
@@ -184,11 +164,42 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         },
     };
     let view = View::new(a.src.clone(), cryptor, opts);
-    let sink = DirSink::new(a.dest.clone());
-    let progress = StderrReport { quiet: a.quiet };
+
+    if !a.dry_run {
+        std::fs::create_dir_all(&a.dest).map_err(|e| Error::io(&a.dest, e))?;
+    }
+    let _lock = if a.dest.exists() {
+        Some(DestLock::acquire(&a.dest)?)
+    } else {
+        None
+    };
+    sync::check_dest_key(&a.dest, &view)?;
+
+    let sink = DirSink::new(
+        a.dest.clone(),
+        DirOptions {
+            dry_run: a.dry_run,
+            checksum: a.checksum,
+            delete: !a.no_delete,
+            max_delete: a.max_delete,
+        },
+    );
+    let output = if a.json {
+        Output::Json
+    } else if a.verbose || a.dry_run {
+        Output::Itemize
+    } else {
+        Output::Quiet
+    };
+    let progress = StderrReport {
+        quiet: a.quiet,
+        output,
+    };
     let summary = walk::export(&view, &sink, &progress)?;
-    if !a.quiet {
-        print_summary(&summary, started, &a.dest);
+    if a.json {
+        print_json_summary(&summary, started);
+    } else if !a.quiet {
+        print_summary(&summary, started, &a.dest, a.dry_run);
     }
     Ok(if summary.errors > 0 {
         exit::PARTIAL
@@ -197,26 +208,49 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     })
 }
 
-fn print_summary(s: &Summary, started: Instant, dest: &Path) {
+fn print_summary(s: &Summary, started: Instant, dest: &Path, dry_run: bool) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes_read as f64 / 1e6;
     eprintln!(
-        "cryptbak: exported {} files, {} dirs, {} symlinks, {} special, {} hard links into {} \
-({:.1} MB read, {:.1} MB written, {:.2} s, {:.0} MB/s){}",
+        "cryptbak: {}{} files, {} dirs, {} symlinks, {} special, {} hard links in {}: \
+{} written, {} metadata only, {} unchanged, {} deleted; {:.1} MB read, {:.1} MB written, {:.2} s, {:.0} MB/s{}",
+        if dry_run { "DRY RUN, nothing changed: " } else { "" },
         s.files,
         s.dirs,
         s.symlinks,
         s.specials,
         s.hard_links,
         show_path(dest),
+        s.written,
+        s.metadata_only,
+        s.unchanged,
+        s.deleted,
         mb,
         s.bytes_written as f64 / 1e6,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
-        if s.errors > 0 {
-            format!("; {} ERRORS, the backup is incomplete", s.errors)
-        } else {
-            String::new()
-        }
+        if s.errors > 0 { format!("; {} ERRORS, the backup is incomplete", s.errors) } else { String::new() }
     );
+}
+
+fn print_json_summary(s: &Summary, started: Instant) {
+    let v = serde_json::json!({
+        "event": "summary",
+        "files": s.files,
+        "dirs": s.dirs,
+        "symlinks": s.symlinks,
+        "specials": s.specials,
+        "virtual_files": s.virtual_files,
+        "hard_links": s.hard_links,
+        "written": s.written,
+        "metadata_only": s.metadata_only,
+        "unchanged": s.unchanged,
+        "deleted": s.deleted,
+        "bytes_read": s.bytes_read,
+        "bytes_written": s.bytes_written,
+        "warnings": s.warnings,
+        "errors": s.errors,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{v}");
 }
