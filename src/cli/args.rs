@@ -26,6 +26,17 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into the directory DEST
     Export(ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (cryptbak.1 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Man {
+        #[arg(default_value = "man")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

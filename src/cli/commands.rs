@@ -254,3 +254,30 @@ fn print_json_summary(s: &Summary, started: Instant) {
     });
     println!("{v}");
 }
+
+pub fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    use clap::CommandFactory;
+    let mut cmd = super::args::Cli::command();
+    clap_complete::generate(shell, &mut cmd, "cryptbak", &mut std::io::stdout());
+    Ok(exit::OK)
+}
+
+/// Man pages generated from the clap definitions, so they never drift from `--help`
+/// (a test regenerates them and compares with the committed `man/`).
+pub fn man_pages(dir: &Path) -> Result<i32> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cmd = super::args::Cli::command();
+    let render = |c: clap::Command, name: &str| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c).render(&mut out).map_err(|e| Error::io(&path, e))?;
+        std::fs::write(&path, out).map_err(|e| Error::io(&path, e))
+    };
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("cryptbak-{}", sub.get_name());
+        render(sub.clone().name(name.clone()), &name)?;
+    }
+    render(cmd, "cryptbak")?;
+    Ok(exit::OK)
+}
