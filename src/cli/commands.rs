@@ -271,7 +271,9 @@ pub fn man_pages(dir: &Path) -> Result<i32> {
     let render = |c: clap::Command, name: &str| -> Result<()> {
         let path = dir.join(format!("{name}.1"));
         let mut out = Vec::new();
-        clap_mangen::Man::new(c).render(&mut out).map_err(|e| Error::io(&path, e))?;
+        clap_mangen::Man::new(c)
+            .render(&mut out)
+            .map_err(|e| Error::io(&path, e))?;
         std::fs::write(&path, out).map_err(|e| Error::io(&path, e))
     };
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {

@@ -57,6 +57,22 @@ fn filetime(t: Time) -> FileTime {
     FileTime::from_unix_time(t.sec, t.nsec)
 }
 
+/// Set atime and mtime of whatever is at `path` without following or opening it:
+/// `filetime::set_file_times` opens the file on some paths, which blocks on a FIFO.
+fn set_times(path: &Path, atime: Time, mtime: Time) -> Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let ts = |t: Time| TimeSpec::new(t.sec, i64::from(t.nsec));
+    utimensat(
+        None,
+        path,
+        &ts(atime),
+        &ts(mtime),
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|errno| Error::io(path, io::Error::from(errno)))
+}
+
 fn same_time(m: &fs::Metadata, t: Time) -> bool {
     m.mtime() == t.sec && m.mtime_nsec() as u32 == t.nsec
 }
@@ -142,8 +158,7 @@ impl DirSink {
     fn write_symlink(&self, e: &Entry, target: &[u8], tmp: &Path) -> Result<u64> {
         std::os::unix::fs::symlink(OsStr::from_bytes(target), tmp).at(tmp)?;
         self.chown(tmp, &e.meta)?;
-        filetime::set_symlink_file_times(tmp, filetime(e.meta.atime), filetime(e.meta.mtime))
-            .at(tmp)?;
+        set_times(tmp, e.meta.atime, e.meta.mtime)?;
         Ok(0)
     }
 
@@ -160,7 +175,7 @@ impl DirSink {
         })?;
         self.chown(tmp, &e.meta)?;
         fs::set_permissions(tmp, fs::Permissions::from_mode(e.meta.permissions())).at(tmp)?;
-        filetime::set_file_times(tmp, filetime(e.meta.atime), filetime(e.meta.mtime)).at(tmp)?;
+        set_times(tmp, e.meta.atime, e.meta.mtime)?;
         Ok(0)
     }
 
@@ -396,8 +411,7 @@ impl Sink for DirSink {
                 .at(&path)?;
         }
         if !same_time(&m, e.meta.mtime) {
-            filetime::set_file_times(&path, filetime(e.meta.atime), filetime(e.meta.mtime))
-                .at(&path)?;
+            set_times(&path, e.meta.atime, e.meta.mtime)?;
         }
         Ok(())
     }

@@ -1,0 +1,5 @@
+mod gocryptfs;
+mod incremental;
+mod interop_export;
+mod tree;
+mod util;
