@@ -150,44 +150,6 @@ pub fn kind_char(mode: u32) -> char {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn itemized_lines_look_like_rsync() {
-        let c = |action, kind, delta| Change {
-            action,
-            kind,
-            delta,
-            cpath: PathBuf::from("a/b"),
-        };
-        assert_eq!(
-            c(Action::Create, 'f', Delta::default()).itemize(),
-            ">f+++++++++ a/b"
-        );
-        assert_eq!(
-            c(Action::Create, 'd', Delta::default()).itemize(),
-            "cd+++++++++ a/b"
-        );
-        assert_eq!(
-            c(Action::Delete, 'f', Delta::default()).itemize(),
-            "*deleting   a/b"
-        );
-        let d = Delta {
-            size: true,
-            time: true,
-            ..Delta::default()
-        };
-        assert_eq!(c(Action::Rewrite, 'f', d).itemize(), ">f.st...... a/b");
-        let p = Delta {
-            perms: true,
-            ..Delta::default()
-        };
-        assert_eq!(c(Action::Metadata, 'f', p).itemize(), ".f...p..... a/b");
-    }
-}
-
 /// Make sure an existing destination holds a backup made with this view's key, so an
 /// incremental run never rewrites (and deletes from) some unrelated directory, or a
 /// backup under another key (which it would silently replace entirely).
@@ -301,4 +263,42 @@ pub fn check_dest_key(dest: &std::path::Path, view: &crate::view::View) -> crate
         return Ok(());
     }
     refuse("it is not empty and does not look like a gocryptfs -reverse copy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn itemized_lines_look_like_rsync() {
+        let c = |action, kind, delta| Change {
+            action,
+            kind,
+            delta,
+            cpath: PathBuf::from("a/b"),
+        };
+        assert_eq!(
+            c(Action::Create, 'f', Delta::default()).itemize(),
+            ">f+++++++++ a/b"
+        );
+        assert_eq!(
+            c(Action::Create, 'd', Delta::default()).itemize(),
+            "cd+++++++++ a/b"
+        );
+        assert_eq!(
+            c(Action::Delete, 'f', Delta::default()).itemize(),
+            "*deleting   a/b"
+        );
+        let d = Delta {
+            size: true,
+            time: true,
+            ..Delta::default()
+        };
+        assert_eq!(c(Action::Rewrite, 'f', d).itemize(), ">f.st...... a/b");
+        let p = Delta {
+            perms: true,
+            ..Delta::default()
+        };
+        assert_eq!(c(Action::Metadata, 'f', p).itemize(), ".f...p..... a/b");
+    }
 }
