@@ -1,7 +1,7 @@
 //! The subcommands: turn parsed arguments into library calls.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cryptbak::config::{Config, Format, InitOptions};
@@ -124,9 +124,24 @@ fn set_threads(jobs: Option<usize>) {
     let _ = b.build_global();
 }
 
+/// Whether one path lies inside the other (the destination need not exist yet).
 fn same_place(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => y.starts_with(&x) || x.starts_with(&y),
+    fn resolve(p: &Path) -> Option<PathBuf> {
+        let mut missing = Vec::new();
+        let mut cur = p.to_path_buf();
+        loop {
+            if let Ok(c) = cur.canonicalize() {
+                return Some(missing.iter().rev().fold(c, |acc, part| acc.join(part)));
+            }
+            missing.push(cur.file_name()?.to_os_string());
+            cur = match cur.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+        }
+    }
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => y.starts_with(&x) || x.starts_with(&y),
         _ => false,
     }
 }
@@ -136,7 +151,7 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     if !a.src.is_dir() {
         return Err(Error::invalid(&a.src, "not a directory"));
     }
-    if a.dest.exists() && same_place(&a.src, &a.dest) {
+    if same_place(&a.src, &a.dest) {
         return Err(Error::Usage(
             "DEST must not be inside SRC (or SRC inside DEST)".into(),
         ));

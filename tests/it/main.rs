@@ -1,3 +1,4 @@
+mod cli;
 mod gocryptfs;
 mod incremental;
 mod interop_export;
