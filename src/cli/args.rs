@@ -145,6 +145,10 @@ pub struct ExportArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Do not show the progress line (it is only shown when stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+
     /// Print only errors
     #[arg(short, long)]
     pub quiet: bool,

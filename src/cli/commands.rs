@@ -206,11 +206,10 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     } else {
         Output::Quiet
     };
-    let progress = StderrReport {
-        quiet: a.quiet,
-        output,
-    };
-    let summary = walk::export(&view, &sink, &progress)?;
+    let progress = StderrReport::new(a.quiet, output, !a.no_progress);
+    let summary = walk::export(&view, &sink, &progress);
+    progress.finish();
+    let summary = summary?;
     if a.json {
         print_json_summary(&summary, started);
     } else if !a.quiet {

@@ -204,3 +204,44 @@ fn too_long_symlink_is_reported_and_the_rest_exported() {
     );
     assert!(dest.join("gocryptfs.conf").exists());
 }
+
+#[test]
+fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
+    use std::os::unix::fs::MetadataExt;
+    let (t, src, pw) = setup("compat");
+    fs::write(src.join("L".repeat(200)), b"long").unwrap();
+    let mtime = |p: &Path| fs::symlink_metadata(p).unwrap().mtime();
+    let find_name_file = |d: &Path| {
+        fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".name"))
+            .unwrap()
+    };
+    let d23 = t.join("d23");
+    export_ok(&src, &d23, &pw, &[]);
+    assert_eq!(mtime(&d23.join("gocryptfs.diriv")), mtime(&src));
+    let long23 = find_name_file(&d23);
+    assert_eq!(mtime(&long23), mtime(&src.join("L".repeat(200))));
+    let d25 = t.join("d25");
+    export_ok(
+        &src,
+        &d25,
+        &pw,
+        &[
+            std::ffi::OsStr::new("--compat"),
+            std::ffi::OsStr::new("2.5"),
+        ],
+    );
+    assert_eq!(mtime(&d25.join("gocryptfs.diriv")), mtime(&src) + 10);
+    assert_eq!(
+        mtime(&find_name_file(&d25)),
+        mtime(&src.join("L".repeat(200))) + 10
+    );
+    // Contents are the same either way.
+    assert_eq!(
+        fs::read(d23.join("gocryptfs.diriv")).unwrap(),
+        fs::read(d25.join("gocryptfs.diriv")).unwrap()
+    );
+}

@@ -3,4 +3,5 @@ mod gocryptfs;
 mod incremental;
 mod interop_export;
 mod tree;
+mod tty;
 mod util;
