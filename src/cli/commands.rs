@@ -68,12 +68,12 @@ pub fn init(a: &InitArgs) -> Result<i32> {
 }
 
 /// The master key and the format it is used with, from `--masterkey` or config + password.
-struct Unlocked {
-    master: MasterKey,
-    format: Format,
+pub(crate) struct Unlocked {
+    pub master: MasterKey,
+    pub format: Format,
 }
 
-fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
+pub(crate) fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
     let config_path = key
         .config
         .clone()

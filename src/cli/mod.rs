@@ -4,5 +4,6 @@
 pub mod args;
 pub mod commands;
 pub mod exit;
+pub mod inspect;
 pub mod password;
 pub mod report;

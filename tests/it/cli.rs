@@ -245,3 +245,60 @@ fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
         fs::read(d25.join("gocryptfs.diriv")).unwrap()
     );
 }
+
+#[test]
+fn info_and_path_mapping_commands() {
+    let (t, src, pw) = setup("paths");
+    let long = "N".repeat(190);
+    fs::create_dir_all(src.join("a b").join(&long)).unwrap();
+    fs::write(src.join("a b").join(&long).join("leaf.txt"), b"leaf").unwrap();
+    let dest = t.join("dest");
+    export_ok(&src, &dest, &pw, &[]);
+
+    let out = run_ok(cryptbak().arg("info").arg(&dest));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AESSIV") && text.contains("N=2^10"), "{text}");
+    assert!(!text.to_lowercase().contains("encryptedkey"), "{text}");
+    let out = run_ok(cryptbak().args(["info", "--json"]).arg(&src));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scrypt"]["log2_N"], 10);
+
+    let rel = format!("a b/{long}/leaf.txt");
+    let out = run_ok(
+        cryptbak()
+            .args(["encrypt-path", "--passfile"])
+            .arg(&pw)
+            .arg(&src)
+            .arg(&rel),
+    );
+    let cpath = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string();
+    assert!(cpath.contains("gocryptfs.longname."), "{cpath}");
+    assert!(
+        dest.join(&cpath).is_file(),
+        "encrypt-path gave {cpath}, which is not in the export"
+    );
+    let out = run_ok(
+        cryptbak()
+            .args(["decrypt-path", "--passfile"])
+            .arg(&pw)
+            .arg(&dest)
+            .arg(&cpath),
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim_end(), rel);
+    // A tampered path does not decrypt.
+    let bad = cpath
+        .replacen('A', "B", 1)
+        .replacen("gocryptfs", "gocryptfs", 1);
+    if bad != cpath {
+        run_fail(
+            cryptbak()
+                .args(["decrypt-path", "--passfile"])
+                .arg(&pw)
+                .arg(&dest)
+                .arg(&bad),
+        );
+    }
+}
