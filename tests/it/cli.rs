@@ -291,4 +291,11 @@ fn info_and_path_mapping_commands() {
     // A tampered name does not decrypt (the padding check fails).
     let (head, last) = cpath.rsplit_once('/').unwrap();
     let flipped: String = last.chars().rev().collect();
-    run_fail(cryptbak().args(["decrypt-path", "--passfile"]).arg(&pw).arg(&dest).arg(format!("{head}/{flipped}")));
+    run_fail(
+        cryptbak()
+            .args(["decrypt-path", "--passfile"])
+            .arg(&pw)
+            .arg(&dest)
+            .arg(format!("{head}/{flipped}")),
+    );
+}
