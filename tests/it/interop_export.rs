@@ -884,7 +884,12 @@ fn export_special_files() {
     std::fs::remove_file(b.p(&crate::tree::name_of_len("longsocket", 200))).unwrap();
     {
         use std::os::unix::fs::MetadataExt;
-        crate::tree::set_mtime(&w.src, &root_md, root_md.mtime() as u64, root_md.mtime_nsec() as u32);
+        crate::tree::set_mtime(
+            &w.src,
+            &root_md,
+            root_md.mtime() as u64,
+            root_md.mtime_nsec() as u32,
+        );
     }
     check_forward(&dest, &w.src, &w.pw, &[], true);
 }
