@@ -1135,6 +1135,10 @@ mod tests {
         assert_eq!(go_to_rust("(?i-s:a)").unwrap(), "(?i-s:a)");
         assert_eq!(go_to_rust("(?)a").unwrap(), "a");
         assert_eq!(go_to_rust("(?P<n1>a)").unwrap(), "(a)");
+        // A `?` after a repetition makes it lazy; a second repetition is an error.
+        assert_eq!(go_to_rust("a*?b{2}?").unwrap(), "a*?b{2}?");
+        assert!(go_to_rust("a**").is_err());
+        assert!(go_to_rust("a*?+").is_err());
         for bad in ["(?x)a", "(?-)a", "(?i-)a", "(?P<>a)", "(?P<a"] {
             assert!(go_to_rust(bad).is_err(), "{bad}");
         }

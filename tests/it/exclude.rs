@@ -962,6 +962,165 @@ fn exclude_never_hides_the_config_gocryptfs_686() {
     // The same file in a subdirectory is ordinary data, and excluded like any other.
     let ours = f.export(&["--ew", ".gocryptfs.reverse.conf"]);
     assert_eq!(f.decrypted_names(&ours), ["data", "sub"]);
+
+    // With -config elsewhere, the root's .gocryptfs.reverse.conf is ordinary data too
+    // (no gocryptfs.conf in the view, FORMAT.md §2.1): excluded like any other file.
+    let g = Fixture::new();
+    g.file("data", "data");
+    g.file(".gocryptfs.reverse.conf", "not a config, just a file");
+    let conf = g.path("elsewhere.conf");
+    g.init(&["-config", conf.to_str().unwrap()]);
+    let opts = [
+        "-config",
+        conf.to_str().unwrap(),
+        "-ew",
+        ".gocryptfs.reverse.conf",
+    ];
+    let reference = g.clean_reference(&opts);
+    let ours = g.export(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--ew",
+        ".gocryptfs.reverse.conf",
+    ]);
+    assert_same(&reference, &ours, "-config");
+    assert_eq!(
+        names(&ours).len(),
+        3,
+        "root, diriv, data: {:?}",
+        names(&ours)
+    );
+}
+
+/// Regular-expression syntax passes through go-gitignore to Go's RE2; cryptbak
+/// translates it for the `regex` crate. Both engines decide on the same names,
+/// including names that are not UTF-8 (Go reads each bad byte as one U+FFFD).
+#[test]
+fn exclude_regex_syntax_matches_mount() {
+    if !interop("exclude_regex_syntax_matches_mount") {
+        return;
+    }
+    let f = Fixture::new();
+    let names: &[&[u8]] = &[
+        b"[x",
+        b"]y",
+        b"a1",
+        "a\u{663}".as_bytes(),
+        b"ac",
+        b"bc",
+        b"cc",
+        b"Az",
+        b"az",
+        b"ppq",
+        b"p+q",
+        b"abc",
+        "\u{e9}ab".as_bytes(),
+        b"abcd",
+        b"caf\xe9",
+        b"x\xe2\x82y",
+        "x\u{e9}y".as_bytes(),
+        b"nn",
+        b"n{2}",
+        b"m{,2}",
+        b"u\nv",
+        b"AB",
+        "\u{e9}t".as_bytes(),
+        b"a$b",
+        b"c",
+        b"d-",
+        b"dx",
+        b"e]",
+        b"&&",
+        b"w~~",
+        b"oo",
+        b"o{1,}",
+        b"qqr",
+        b"qqqr",
+    ];
+    for n in names {
+        f.file(n, "x");
+    }
+    f.init(&[]);
+    let patterns = [
+        "/[[]x",
+        "/[]]y",
+        r"/a\d",
+        "/(a|b)c",
+        "/[[:upper:]]z",
+        "/p+q",
+        r"/\w\w\w",
+        "/caf*",
+        "/x[^/]y",
+        "/n{2}",
+        "/m{,2}",
+        "/u[^a]v",
+        r"/\x41\x42",
+        r"/[\x{e9}]t",
+        "/a$b",
+        "/^c",
+        "/d[a-]",
+        "/e[]]",
+        "/[&][&]",
+        "/w[~][~]",
+        "/o{1,}",
+        "/q{1,2}r",
+    ];
+    // From a file: 2.3 would split command-line values on the commas.
+    let list = f.path("patterns");
+    fs::write(&list, patterns.join("\n")).unwrap();
+    let args = ["-exclude-from", list.to_str().unwrap()];
+    let reference = f.clean_reference(&args);
+    let ours = f.export(&args);
+    assert_same(&reference, &ours, "regex syntax");
+    let plain = f.decrypted_names(&ours);
+    for kept in [
+        "a\u{663}",
+        "cc",
+        "az",
+        "p+q",
+        "\u{e9}ab",
+        "abcd",
+        "n{2}",
+        "a$b",
+        "dx",
+        "x\u{fffd}y", // x\xe2\x82y, shown lossily
+        "o{1,}",
+        "qqqr",
+    ] {
+        assert!(
+            plain.iter().any(|p| p == kept),
+            "{kept:?} should be kept: {plain:?}"
+        );
+    }
+    for gone in [
+        "[x",
+        "]y",
+        "a1",
+        "ac",
+        "bc",
+        "Az",
+        "ppq",
+        "abc",
+        "x\u{e9}y",
+        "nn",
+        "m{,2}",
+        "u\nv",
+        "AB",
+        "\u{e9}t",
+        "c",
+        "d-",
+        "e]",
+        "&&",
+        "w~~",
+        "caf\u{fffd}",
+        "oo",
+        "qqr",
+    ] {
+        assert!(
+            !plain.iter().any(|p| p == gone),
+            "{gone:?} should be gone: {plain:?}"
+        );
+    }
 }
 
 /// Deliberate fix beyond the list above: in 2.3 the wildcards go-gitignore generates
