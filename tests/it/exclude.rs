@@ -1287,3 +1287,30 @@ fn exclude_leading_slash_warns() {
     // As in gocryptfs, it matches nothing: the file is still there.
     assert_eq!(snapshot(&dest).len(), 4, "root, conf, diriv, top");
 }
+
+/// gocryptfs 2.3 drops a pattern that is not a valid expression without a word (the
+/// mount shows everything); cryptbak refuses it instead of backing up more than asked.
+#[test]
+fn exclude_invalid_pattern_ignored_by_gocryptfs_is_refused() {
+    if !interop("exclude_invalid_pattern_ignored_by_gocryptfs_is_refused") {
+        return;
+    }
+    let f = Fixture::new();
+    f.file("foo[", "x");
+    f.file("bar", "x");
+    f.init(&[]);
+    let everything = f.clean_reference(&[]);
+    let ignored = f.clean_reference(&["-ew", "foo[", "-ew", "bar"]);
+    let (only_all, _, _) = diff(&everything, &ignored);
+    assert_eq!(
+        only_all.len(),
+        1,
+        "2.3 was expected to drop foo[ silently and apply bar: {only_all:?}"
+    );
+    let (dest, out) = f.try_export(&["--ew", "foo[", "--ew", "bar"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(!dest.exists());
+    // Escaped, the bracket is what the user meant.
+    let ours = f.export(&["--ew", r"foo\[", "--ew", "bar"]);
+    assert_eq!(f.decrypted_names(&ours).len(), 0);
+}
