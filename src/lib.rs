@@ -13,6 +13,7 @@ pub mod keys;
 pub mod names;
 pub mod pathiv;
 pub mod progress;
+pub mod restore;
 pub mod sink;
 pub mod view;
 pub mod walk;
