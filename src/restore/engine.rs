@@ -843,14 +843,10 @@ impl<'a> Engine<'a> {
             }
         }
 
-        if self.opts.filter.is_some() && !st.filter_hit {
-            return Err(Error::invalid(
-                PathBuf::from(OsStr::from_bytes(
-                    &self.opts.filter.as_ref().expect("set").join(&b'/'),
-                )),
-                "no such path in the backup",
-            ));
-        }
+        let missing = match &self.opts.filter {
+            Some(f) if !st.filter_hit => Some(PathBuf::from(OsStr::from_bytes(&f.join(&b'/')))),
+            _ => None,
+        };
 
         // Directory metadata, deepest first: a read-only parent must not stop its children.
         let mut dirs: Vec<(PathBuf, Meta)> = st
@@ -875,6 +871,9 @@ impl<'a> Engine<'a> {
             if let Err(e) = self.dest.finish_dir(p, m) {
                 self.error(self.dest.show(p), e.to_string());
             }
+        }
+        if let Some(p) = missing {
+            return Err(Error::invalid(p, "no such path in the backup"));
         }
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);

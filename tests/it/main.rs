@@ -1,0 +1,2 @@
+mod restore;
+mod restore_util;
