@@ -516,6 +516,12 @@ fn restore_interop_reverse_mount_copy_and_tar() {
     let pw = passfile(t.path());
     let src = t.path().join("src");
     varied_tree(&src, true);
+    // A sparse file: see below.
+    let sparse = fs::File::create(src.join("sparse")).unwrap();
+    sparse.set_len(60_000).unwrap();
+    std::io::Write::write_all(&mut &sparse, b"tail").unwrap();
+    drop(sparse);
+    set_mtime(&src.join("sparse"), 1_650_000_000, 5);
     let (p, s) = (pw.as_os_str(), src.as_os_str());
     gocryptfs(&[
         OsStr::new("-init"),
@@ -553,9 +559,23 @@ fn restore_interop_reverse_mount_copy_and_tar() {
         .success());
     m.unmount();
 
+    // cp (coreutils >= 9) asks the mount for holes with SEEK_HOLE, and a 2.3 reverse mount
+    // answers with the plaintext's holes, so cp writes zeros over real ciphertext there.
+    // Whatever cp does, the restore is exact or names the damaged file, never silently wrong.
     let out = t.path().join("out_copy");
-    expect(&mut restore_cmd(&pw, &copy, &out), 0);
-    assert_same_tree(&src, &out, &[REVERSE_CONF], false);
+    let o = restore_cmd(&pw, &copy, &out).output().unwrap();
+    match o.status.code() {
+        Some(0) => assert_same_tree(&src, &out, &[REVERSE_CONF], false),
+        Some(26) => {
+            assert!(
+                stderr(&o).contains("sparse") && stderr(&o).lines().count() == 1,
+                "{}",
+                show(&o)
+            );
+            assert_same_tree(&src, &out, &[REVERSE_CONF, "sparse"], false);
+        }
+        _ => panic!("{}", show(&o)),
+    }
     // GNU tar's default format keeps whole seconds.
     let out = t.path().join("out_tar");
     let mut c = restore_cmd(&pw, &tar, &out);
