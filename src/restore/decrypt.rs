@@ -49,6 +49,8 @@ impl Aead {
 
 /// Cipher blocks read and decrypted per batch: large sequential reads, bounded memory.
 const BATCH_BLOCKS: usize = 256;
+/// Cipher blocks in the first batch of a file.
+const FIRST_BATCH_BLOCKS: usize = 16;
 /// Below this many blocks a batch is decrypted on the calling thread.
 const PARALLEL_MIN_BLOCKS: usize = 16;
 /// At most this many bad block numbers are remembered per file (for the message).
@@ -277,11 +279,16 @@ impl Decryptor {
         };
         rep.file_id = Some(file_id);
 
-        let mut cbuf = vec![0u8; BATCH_BLOCKS * CIPHER_BLOCK_SIZE];
-        let mut pbuf = vec![0u8; BATCH_BLOCKS * BLOCK_SIZE];
+        // Start with a small batch so the many small files never allocate a full one.
+        let mut cbuf = vec![0u8; FIRST_BATCH_BLOCKS * CIPHER_BLOCK_SIZE];
+        let mut pbuf = vec![0u8; FIRST_BATCH_BLOCKS * BLOCK_SIZE];
         let mut block_no = 0u64;
         let mut opener = None;
         loop {
+            if block_no > 0 && cbuf.len() < BATCH_BLOCKS * CIPHER_BLOCK_SIZE {
+                cbuf.resize(BATCH_BLOCKS * CIPHER_BLOCK_SIZE, 0);
+                pbuf.resize(BATCH_BLOCKS * BLOCK_SIZE, 0);
+            }
             let got = read_full(src, &mut cbuf)?;
             if got == 0 {
                 break;
@@ -454,7 +461,10 @@ mod tests {
             4096,
             4097,
             70_000,
+            FIRST_BATCH_BLOCKS * BLOCK_SIZE,
+            FIRST_BATCH_BLOCKS * BLOCK_SIZE + 1,
             BATCH_BLOCKS * BLOCK_SIZE + 3,
+            (FIRST_BATCH_BLOCKS + 2 * BATCH_BLOCKS) * BLOCK_SIZE,
         ] {
             let p = data(len);
             let ct = siv_encrypt(&p, b"x/y");

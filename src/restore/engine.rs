@@ -324,7 +324,7 @@ impl<'a> Engine<'a> {
         src: &mut impl std::io::Read,
     ) -> Result<Staged> {
         let (id, f) = self.dest.stage_file()?;
-        let mut w = std::io::BufWriter::with_capacity(256 * 1024, f);
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
         let r = self
             .dec
             .decrypt_file(src, &mut w, self.allow_holes())
@@ -807,30 +807,48 @@ impl<'a> Engine<'a> {
                 .entry(target.clone())
                 .or_default()
                 .push(c.clone());
-            let (t, p) = (self.resolve(&st, target), self.resolve(&st, c));
-            match (t, p) {
-                (Res::Ready(tp), Res::Ready(pp)) => {
-                    let rel = self.filter_relation(&pp);
-                    if rel != Some(true) {
-                        continue;
-                    }
-                    st.filter_hit = true;
-                    let (parent, name) = split(&pp);
-                    match self.dest.hard_link(&tp, parent, name) {
-                        Ok(()) => inc(&self.counters.hard_links, 1),
-                        Err(e) => self.error(
-                            self.dest.show(&pp),
-                            format!("cannot make hard link to {}: {e}", tp.display()),
-                        ),
-                    }
+            let pp = match self.resolve(&st, c) {
+                Res::Ready(pp) => pp,
+                Res::Drop => continue,
+                _ => {
+                    self.error(show_cpath(c), "hard link whose name cannot be restored");
+                    continue;
                 }
-                (_, Res::Drop) => {}
-                _ => self.error(
-                    show_cpath(c),
-                    format!(
-                        "hard link to {} cannot be restored (its target or its name is unavailable)",
-                        show_cpath(target).display()
-                    ),
+            };
+            if self.filter_relation(&pp) != Some(true) {
+                continue;
+            }
+            st.filter_hit = true;
+            let tp = match self.resolve(&st, target) {
+                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => tp,
+                Res::Ready(tp) => {
+                    // Its content was left out with the target: tar stores it only once.
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which is outside --path: restore a path that holds both names",
+                            tp.display()
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which could not be restored",
+                            show_cpath(target).display()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let (parent, name) = split(&pp);
+            match self.dest.hard_link(&tp, parent, name) {
+                Ok(()) => inc(&self.counters.hard_links, 1),
+                Err(e) => self.error(
+                    self.dest.show(&pp),
+                    format!("cannot make hard link to {}: {e}", tp.display()),
                 ),
             }
         }

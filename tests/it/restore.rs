@@ -375,20 +375,25 @@ fn restore_tamper_suite() {
     );
     // Two whole files swapped: only the path check of reverse-made backups sees it.
     let (a, b) = (rel(twins[0]), rel(twins[1]));
-    let out = case(
-        "swapfiles",
-        &move |r: &Path| {
-            let tmp = r.join("tmp");
-            fs::rename(r.join(&a), &tmp).unwrap();
-            fs::rename(r.join(&b), r.join(&a)).unwrap();
-            fs::rename(&tmp, r.join(&b)).unwrap();
-        },
-        &[],
-        26,
-        "moved or swapped",
-    );
+    let swap = move |r: &Path| {
+        let tmp = r.join("tmp");
+        fs::rename(r.join(&a), &tmp).unwrap();
+        fs::rename(r.join(&b), r.join(&a)).unwrap();
+        fs::rename(&tmp, r.join(&b)).unwrap();
+    };
+    let out = case("swapfiles", &swap, &[], 26, "moved or swapped");
     assert!(!out.join("twin_a").exists() && !out.join("twin_b").exists());
     assert_eq!(fs::read(out.join("big")).unwrap(), big);
+    // The same with --reverse, and with --keep-corrupt (both kept, renamed).
+    let out = case(
+        "swapstrict",
+        &swap,
+        &["--reverse", "--keep-corrupt"],
+        26,
+        "kept with a .corrupt suffix",
+    );
+    assert_eq!(fs::read(out.join("twin_a.corrupt")).unwrap(), b"BBBBBBBB");
+    assert!(!out.join("twin_a").exists());
     // A bit flipped in a name.
     let d = rel(&dir_c);
     case(
