@@ -15,6 +15,7 @@ pub mod names;
 pub mod pathiv;
 pub mod pathmap;
 pub mod progress;
+pub mod restore;
 pub mod sink;
 pub mod sync;
 pub mod view;

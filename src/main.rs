@@ -5,7 +5,7 @@ use clap::Parser;
 mod cli;
 
 use cli::args::{normalize_gocryptfs_style, Cli, Cmd};
-use cli::{commands, exit, report};
+use cli::{commands, exit, report, restore};
 
 fn main() -> ExitCode {
     let args = normalize_gocryptfs_style(std::env::args_os());
@@ -23,6 +23,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Cmd::Init(a) => commands::init(a),
         Cmd::Export(a) => commands::export(a),
+        Cmd::Restore(a) => restore::restore(a),
+        Cmd::Ls(a) => restore::ls(a),
         Cmd::Info(a) => cli::inspect::info(a),
         Cmd::EncryptPath(a) => cli::inspect::encrypt_path(a),
         Cmd::DecryptPath(a) => cli::inspect::decrypt_path(a),

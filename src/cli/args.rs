@@ -26,6 +26,10 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into the directory DEST
     Export(ExportArgs),
+    /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating everything
+    Restore(RestoreArgs),
+    /// List a backup's decrypted names, sizes and times, without restoring anything
+    Ls(LsArgs),
     /// Show a config's settings and scrypt cost (no secrets; no password needed)
     Info(InfoArgs),
     /// Print the view path (ciphertext path) of a plaintext path, like gocryptfs's EncryptPath
@@ -242,6 +246,85 @@ pub struct ExportArgs {
     pub select: SelectArgs,
 }
 
+/// Key options of commands that read a backup (restore, ls).
+#[derive(Args, Debug)]
+pub struct BackupKeyArgs {
+    #[command(flatten)]
+    pub password: PasswordArgs,
+
+    /// Use this master key (64 hex digits) instead of the config's password; `stdin` reads it from standard input. Without a config, gocryptfs's defaults are assumed and the content cipher is detected (see --aessiv/--gcm)
+    #[arg(long, value_name = "HEX|stdin", conflicts_with_all = ["passfile", "extpass"])]
+    pub masterkey: Option<String>,
+
+    /// The backup's config file [default: BACKUP/gocryptfs.conf; with --tar, the stream's gocryptfs.conf]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// With --masterkey and no config: the content is AES-SIV (reverse mode, or forward mode made with -aessiv)
+    #[arg(long, conflicts_with = "gcm")]
+    pub aessiv: bool,
+
+    /// With --masterkey and no config: the content is AES-256-GCM (forward-mode gocryptfs's default)
+    #[arg(long)]
+    pub gcm: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub key: BackupKeyArgs,
+
+    /// BACKUP is a tar stream of a backup (a file, or - for standard input), read in one pass
+    #[arg(long)]
+    pub tar: bool,
+
+    /// Restore only this plaintext path of the backup (file or directory, e.g. Documents/taxes); it keeps its place below DEST
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<std::ffi::OsString>,
+
+    /// Restore into a DEST that is not empty; existing entries are never overwritten (each is reported)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Keep files that fail authentication as NAME.corrupt (blocks that fail are zeroed) instead of leaving them out
+    #[arg(long)]
+    pub keep_corrupt: bool,
+
+    /// The backup was made by cryptbak export or gocryptfs -reverse: require every IV to match its path, even where auto-detection cannot tell (detects moved or swapped files)
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// Number of worker threads (default: one per core)
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Print only problems
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The backup: a ciphertext directory, or with --tar a tar file or -
+    pub backup: PathBuf,
+
+    /// Where to restore to (created if missing; must be empty unless --force)
+    pub dest: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub key: BackupKeyArgs,
+
+    /// List directories recursively
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// The backup directory
+    pub backup: PathBuf,
+
+    /// Plaintext path inside the backup to list [default: the root]
+    pub path: Option<std::ffi::OsString>,
+}
+
 /// gocryptfs's own single-dash spellings, accepted so existing scripts keep working.
 const GOCRYPTFS_LONG_OPTIONS: &[&str] = &[
     "passfile",
@@ -253,6 +336,7 @@ const GOCRYPTFS_LONG_OPTIONS: &[&str] = &[
     "plaintextnames",
     "longnamemax",
     "quiet",
+    "aessiv",
     // -e stays a short option; -ew must not become `-e w`.
     "exclude",
     "exclude-wildcard",

@@ -20,7 +20,7 @@ use super::exit;
 use super::password::{read_master_key, PasswordSource};
 use super::report::{self, show_path, Output, StderrReport};
 
-fn password_source(p: &PasswordArgs, confirm: bool) -> PasswordSource {
+pub(crate) fn password_source(p: &PasswordArgs, confirm: bool) -> PasswordSource {
     if !p.passfile.is_empty() {
         PasswordSource::Files(p.passfile.clone())
     } else if !p.extpass.is_empty() {
@@ -30,7 +30,7 @@ fn password_source(p: &PasswordArgs, confirm: bool) -> PasswordSource {
     }
 }
 
-fn warn_to_stderr(msg: String) {
+pub(crate) fn warn_to_stderr(msg: String) {
     report::warn(&msg);
 }
 
@@ -70,11 +70,17 @@ pub fn init(a: &InitArgs) -> Result<i32> {
 
 /// The master key and the format it is used with, from `--masterkey` or config + password.
 pub(crate) struct Unlocked {
-    pub master: MasterKey,
-    pub format: Format,
+    pub(crate) master: MasterKey,
+    pub(crate) format: Format,
+    /// The format came from a config file (not the `--masterkey` defaults).
+    pub(crate) from_config: bool,
 }
 
-pub(crate) fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
+/// Hint shown when export finds no config.
+const EXPORT_CONFIG_HINT: &str =
+    "no such file (run `cryptbak init` on the source first, or pass --config or --masterkey)";
+
+pub(crate) fn unlock(key: &KeyArgs, default_config: &Path, missing_hint: &str) -> Result<Unlocked> {
     let config_path = key
         .config
         .clone()
@@ -83,25 +89,28 @@ pub(crate) fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
         let master = read_master_key(hex, &mut warn_to_stderr)?;
         // gocryptfs -masterkey reads no config; we still honour its flags when one is there,
         // so the output matches what the password would have given.
-        let format = match Config::load(&config_path) {
-            Ok(cfg) => cfg.format(),
+        let (format, from_config) = match Config::load(&config_path) {
+            Ok(cfg) => (cfg.format(), true),
             Err(Error::ConfigUnreadable { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                Format::DEFAULT_REVERSE
+                (Format::DEFAULT_REVERSE, false)
             }
             Err(e) => return Err(e),
         };
-        return Ok(Unlocked { master, format });
+        return Ok(Unlocked {
+            master,
+            format,
+            from_config,
+        });
     }
     let cfg = Config::load(&config_path).map_err(|e| match e {
-        Error::ConfigUnreadable { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+        Error::ConfigUnreadable { path, source }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             Error::ConfigUnreadable {
                 path,
-                source: std::io::Error::new(
-                    source.kind(),
-                    "no such file (run `cryptbak init` on the source first, or pass --config or --masterkey)",
-                ),
+                source: std::io::Error::new(source.kind(), missing_hint.to_string()),
             }
         }
         other => other,
@@ -113,10 +122,11 @@ pub(crate) fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
     Ok(Unlocked {
         master,
         format: cfg.format(),
+        from_config: true,
     })
 }
 
-fn set_threads(jobs: Option<usize>) {
+pub(crate) fn set_threads(jobs: Option<usize>) {
     // Deep trees recurse once per level; give workers room for paths of PATH_MAX depth.
     let mut b = rayon::ThreadPoolBuilder::new().stack_size(64 << 20);
     if let Some(j) = jobs {
@@ -126,7 +136,7 @@ fn set_threads(jobs: Option<usize>) {
 }
 
 /// Whether one path lies inside the other (the destination need not exist yet).
-fn same_place(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_place(a: &Path, b: &Path) -> bool {
     fn resolve(p: &Path) -> Option<PathBuf> {
         let mut missing = Vec::new();
         let mut cur = p.to_path_buf();
@@ -196,7 +206,7 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
             "DEST must not be inside SRC (or SRC inside DEST)".into(),
         ));
     }
-    let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
+    let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME), EXPORT_CONFIG_HINT)?;
     if !unlocked.format.aes_siv {
         return Err(Error::ConfigUnsupported {
             path: a

@@ -88,7 +88,7 @@ pub fn info(a: &InfoArgs) -> Result<i32> {
 }
 
 fn cryptor_for(key: &super::args::KeyArgs, default_config: &Path) -> Result<Cryptor> {
-    let u = unlock(key, default_config)?;
+    let u = unlock(key, default_config, "no such file")?;
     Ok(Cryptor::new(&u.master, u.format))
 }
 

@@ -7,3 +7,4 @@ pub mod exit;
 pub mod inspect;
 pub mod password;
 pub mod report;
+pub mod restore;

@@ -3,6 +3,8 @@ mod exclude;
 mod gocryptfs;
 mod incremental;
 mod interop_export;
+mod restore;
+mod restore_util;
 mod tree;
 mod tty;
 mod util;

@@ -1,0 +1,338 @@
+//! `cryptbak restore` and `cryptbak ls`.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cryptbak::config::Config;
+use cryptbak::names::CONF_NAME;
+use cryptbak::restore::ls::ListEntry;
+use cryptbak::restore::{self, Aead, Keys, Layout, RestoreOptions, Summary};
+use cryptbak::{Error, Result};
+
+use super::args::{BackupKeyArgs, KeyArgs, LsArgs, PasswordArgs, RestoreArgs};
+use super::commands::{password_source, same_place, set_threads, unlock, warn_to_stderr};
+use super::exit;
+use super::report::{sanitize, show_path, Output, StderrReport};
+
+const RESTORE_CONFIG_HINT: &str =
+    "no such file (pass --config FILE, or --masterkey if the config is lost)";
+
+fn key_args(k: &BackupKeyArgs) -> KeyArgs {
+    KeyArgs {
+        password: PasswordArgs {
+            passfile: k.password.passfile.clone(),
+            extpass: k.password.extpass.clone(),
+        },
+        masterkey: k.masterkey.clone(),
+        config: k.config.clone(),
+    }
+}
+
+/// `--aessiv`/`--gcm`, if given.
+fn aead_flag(k: &BackupKeyArgs) -> Option<Aead> {
+    if k.aessiv {
+        Some(Aead::Siv)
+    } else if k.gcm {
+        Some(Aead::Gcm)
+    } else {
+        None
+    }
+}
+
+/// Keys from a config file or `--masterkey`. The content cipher comes from the config;
+/// without one, from `--aessiv`/`--gcm`, else it is detected from the first file.
+fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Keys> {
+    let u = unlock(&key_args(k), default_config, RESTORE_CONFIG_HINT)?;
+    let aead = if u.from_config {
+        let a = Keys::aead_of(&u.format);
+        if let (Some(flag), Some(a)) = (aead_flag(k), a) {
+            if flag != a {
+                return Err(Error::Usage(format!(
+                    "the config says the content is {}, which --{} contradicts",
+                    a.name(),
+                    if flag == Aead::Gcm { "gcm" } else { "aessiv" }
+                )));
+            }
+        }
+        a
+    } else {
+        aead_flag(k)
+    };
+    Ok(Keys {
+        master: u.master,
+        format: u.format,
+        aead,
+    })
+}
+
+/// Keys from a config found in the tar stream, and the password.
+fn keys_from_stream(k: &BackupKeyArgs, bytes: &[u8]) -> Result<Keys> {
+    let path = PathBuf::from("gocryptfs.conf (in the tar stream)");
+    let cfg = Config::parse(bytes).map_err(|msg| Error::ConfigInvalid {
+        path: path.clone(),
+        msg,
+    })?;
+    let password = password_source(&k.password, false).read(&mut warn_to_stderr)?;
+    let master = cfg.unlock(&password).ok_or(Error::WrongPassword { path })?;
+    let format = cfg.format();
+    Ok(Keys {
+        master,
+        aead: Keys::aead_of(&format),
+        format,
+    })
+}
+
+pub fn restore(a: &RestoreArgs) -> Result<i32> {
+    let started = Instant::now();
+    let filter = match &a.path {
+        Some(p) => restore::parse_path(p)?,
+        None => None,
+    };
+    let stdin = a.tar && a.backup.as_os_str() == "-";
+    if !stdin && !a.backup.exists() {
+        return Err(Error::invalid(&a.backup, "no such file or directory"));
+    }
+    if a.tar && !stdin && a.backup.is_dir() {
+        return Err(Error::Usage(
+            "--tar expects a tar file or -, not a directory".into(),
+        ));
+    }
+    if !a.tar && !a.backup.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not a directory (for a tar file, add --tar)",
+            show_path(&a.backup)
+        )));
+    }
+    if !stdin && a.dest.exists() && same_place(&a.backup, &a.dest) {
+        return Err(Error::Usage(
+            "DEST must not be inside BACKUP (or BACKUP inside DEST)".into(),
+        ));
+    }
+    // Refuse before asking for a password.
+    if !a.force && !restore::writer::is_missing_or_empty(&a.dest)? {
+        return Err(Error::invalid(
+            &a.dest,
+            "destination is not empty; refusing to restore into it (pass --force to add to it; existing entries are never overwritten)",
+        ));
+    }
+    let opts = RestoreOptions {
+        force: a.force,
+        keep_corrupt: a.keep_corrupt,
+        filter,
+        expect_reverse: a.reverse,
+        chown: nix::unistd::geteuid().is_root(),
+    };
+    set_threads(a.jobs);
+    let progress = StderrReport::new(a.quiet, Output::Quiet, false);
+    let summary = if a.tar {
+        let in_stream = a.key.config.is_none() && a.key.masterkey.is_none();
+        let keys_now = if in_stream {
+            None
+        } else {
+            let cfg = a.key.config.clone().unwrap_or_default();
+            Some(keys_from_files(&a.key, &cfg)?)
+        };
+        let unlock = |bytes: Option<&[u8]>| match (keys_now, bytes) {
+            (Some(k), _) => Ok(k),
+            (None, Some(b)) => keys_from_stream(&a.key, b),
+            (None, None) => Err(Error::Usage("no config".into())),
+        };
+        if stdin {
+            let lock = std::io::stdin().lock();
+            restore::restore_tar(lock, &a.dest, unlock, in_stream, &opts, &progress)?
+        } else {
+            let f = std::fs::File::open(&a.backup).map_err(|e| Error::io(&a.backup, e))?;
+            let r = std::io::BufReader::with_capacity(1 << 20, f);
+            restore::restore_tar(r, &a.dest, unlock, in_stream, &opts, &progress)?
+        }
+    } else {
+        let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
+        restore::restore_dir(&a.backup, &a.dest, keys, &opts, &progress)?
+    };
+    if !a.quiet {
+        print_summary(&summary, started, &a.dest);
+    }
+    Ok(exit_code(&summary))
+}
+
+fn exit_code(s: &Summary) -> i32 {
+    if s.integrity_errors > 0 {
+        exit::INTEGRITY
+    } else if s.errors > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
+}
+
+fn print_summary(s: &Summary, started: Instant, dest: &Path) {
+    let secs = started.elapsed().as_secs_f64();
+    let mb = s.bytes as f64 / 1e6;
+    let kind = match s.layout {
+        Layout::Reverse => "reverse-made (path IVs verified)",
+        Layout::Forward | Layout::Unknown => "forward-mode",
+    };
+    let mut problems = String::new();
+    if s.integrity_errors > 0 {
+        problems.push_str(&format!(
+            "; {} INTEGRITY ERRORS (tampered or damaged backup)",
+            s.integrity_errors
+        ));
+    }
+    if s.errors > 0 {
+        problems.push_str(&format!("; {} errors", s.errors));
+    }
+    eprintln!(
+        "cryptbak: restored {} files ({:.1} MB), {} dirs, {} symlinks, {} special, {} hard links into {} \
+in {:.2} s ({:.0} MB/s); backup: {kind}, {}{problems}",
+        s.files,
+        mb,
+        s.dirs,
+        s.symlinks,
+        s.specials,
+        s.hard_links,
+        show_path(dest),
+        secs,
+        if secs > 0.0 { mb / secs } else { 0.0 },
+        s.aead.map_or("no content", Aead::name),
+    );
+}
+
+pub fn ls(a: &LsArgs) -> Result<i32> {
+    let path = match &a.path {
+        Some(p) => restore::parse_path(p)?,
+        None => None,
+    };
+    if !a.backup.is_dir() {
+        return Err(Error::invalid(&a.backup, "not a directory"));
+    }
+    let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
+    let progress = StderrReport::new(false, Output::Quiet, false);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_err = None;
+    let problems = restore::ls::list(&a.backup, keys, path, a.recursive, &progress, &mut |e| {
+        if write_err.is_none() {
+            if let Err(err) = writeln!(out, "{}", format_entry(e)) {
+                write_err = Some(err);
+            }
+        }
+    })?;
+    if let Some(e) = write_err.or_else(|| out.flush().err()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Error::io("stdout", e));
+        }
+    }
+    Ok(if problems > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+/// `drwxr-xr-x  1000  1000        4096  2024-05-01 12:00:00  path -> target`
+fn format_entry(e: &ListEntry) -> String {
+    let size = e.size.map_or_else(|| "-".to_string(), |s| s.to_string());
+    let mut line = format!(
+        "{} {:>5} {:>5} {:>12}  {}  {}",
+        mode_string(e.mode),
+        e.uid,
+        e.gid,
+        size,
+        utc(e.mtime.sec),
+        show(&e.path)
+    );
+    if let Some(t) = &e.target {
+        line.push_str(" -> ");
+        line.push_str(&show(t));
+    }
+    line
+}
+
+fn show(b: &[u8]) -> String {
+    sanitize(&String::from_utf8_lossy(OsStr::from_bytes(b).as_bytes()))
+}
+
+fn mode_string(mode: u32) -> String {
+    let t = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o010000 => 'p',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o140000 => 's',
+        _ => '-',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
+    for (i, (bit, c)) in bits.iter().enumerate() {
+        let special = match i {
+            2 => mode & 0o4000 != 0,
+            5 => mode & 0o2000 != 0,
+            8 => mode & 0o1000 != 0,
+            _ => false,
+        };
+        let set = mode & bit != 0;
+        s.push(match (special, set, i) {
+            (true, true, 8) => 't',
+            (true, false, 8) => 'T',
+            (true, true, _) => 's',
+            (true, false, _) => 'S',
+            (false, true, _) => *c,
+            (false, false, _) => '-',
+        });
+    }
+    s
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC (days-from-civil inverse, H. Hinnant's algorithm).
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_modes() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59");
+        assert_eq!(mode_string(0o040755), "drwxr-xr-x");
+        assert_eq!(mode_string(0o104755), "-rwsr-xr-x");
+        assert_eq!(mode_string(0o041777), "drwxrwxrwt");
+        assert_eq!(mode_string(0o120777), "lrwxrwxrwx");
+    }
+}

@@ -1,0 +1,1022 @@
+//! The restore engine: ciphertext entries in, plaintext tree out, in whatever order the
+//! entries arrive.
+//!
+//! A directory source can hand entries over in a convenient order (`gocryptfs.diriv` and
+//! `.name` files before the entries that need them), but a tar stream cannot: in a tar of
+//! a real reverse mount a directory's `gocryptfs.diriv` and its `.name` files come *after*
+//! its entries. So an entry whose plaintext name cannot be worked out yet waits, while
+//! its content is already decrypted and authenticated into the staging directory; it is
+//! moved into place as soon as the missing piece arrives. Only metadata waits in memory.
+//!
+//! Reverse-made trees (cryptbak export, `gocryptfs -reverse`) derive every IV from the
+//! entry's ciphertext path (FORMAT.md §4). Once the tree is known to be one, the engine
+//! recomputes dir IVs instead of waiting for `gocryptfs.diriv`, and checks that every
+//! stored dir IV, file ID and symlink nonce matches its path: this catches files that were
+//! moved or swapped, and tampered names, which forward-mode gocryptfs cannot detect.
+//! A tree is taken to be reverse-made as soon as one such value matches its path (this
+//! cannot happen by chance with forward mode's random IVs).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::config::Format;
+use crate::error::{Error, Result};
+use crate::names::{is_valid_plain_name, parse_long_name, NameCodec, LONGNAME_PREFIX};
+use crate::pathiv::{self, Purpose};
+use crate::progress::{Problem, Progress};
+use crate::view::{Meta, S_IFDIR};
+
+use super::decrypt::{Aead, Decryptor, FileReport};
+use super::writer::{split, Dest, StageId};
+use super::{Summary, MAX_NAME_FILE};
+
+/// Ciphertext path: `/`-separated components as stored in the backup, `""` for the root.
+pub type CPath = Vec<u8>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// No evidence yet.
+    Unknown,
+    /// IVs derived from paths: cryptbak export or gocryptfs -reverse.
+    Reverse,
+    /// Random IVs stored on disk: a forward-mode gocryptfs directory.
+    Forward,
+}
+
+/// Restore-wide settings the engine needs.
+pub struct EngineOptions {
+    pub keep_corrupt: bool,
+    /// Only restore this plaintext path (components) and what is below it.
+    pub filter: Option<Vec<Vec<u8>>>,
+    /// Treat the tree as reverse-made from the start.
+    pub expect_reverse: bool,
+}
+
+/// A restorable entry, as a source hands it over.
+pub enum Item {
+    Dir {
+        meta: Meta,
+    },
+    File {
+        meta: Meta,
+        staged: Staged,
+    },
+    Symlink {
+        meta: Meta,
+        target: Vec<u8>,
+    },
+    Special {
+        meta: Meta,
+    },
+    /// Another name of the regular file at `target`.
+    Link {
+        target: CPath,
+    },
+}
+
+/// A file whose content has been decrypted into the staging directory.
+pub struct Staged {
+    id: StageId,
+    report: FileReport,
+}
+
+/// A path-derived value that did not match: an error if the tree is reverse-made.
+enum Suspect {
+    DirIv(CPath),
+    File { cpath: CPath, file_id: [u8; 16] },
+    Holes(CPath),
+    Symlink(CPath),
+}
+
+#[derive(Default)]
+struct DirState {
+    /// Created in DEST, at this DEST-relative path.
+    plain: Option<PathBuf>,
+    /// Could not be restored, or filtered out: entries below it are dropped.
+    dead: bool,
+    /// Its own entry was seen (else it is implied by its contents).
+    seen: bool,
+    meta: Option<Meta>,
+    stored_iv: Option<[u8; 16]>,
+    diriv_seen: bool,
+    waiting: Vec<(CPath, Item)>,
+}
+
+struct State {
+    layout: Layout,
+    dirs: HashMap<CPath, DirState>,
+    /// Contents of `.name` files, keyed by the long-named entry's cpath.
+    long_names: HashMap<CPath, Vec<u8>>,
+    /// Entries waiting for their `.name` file.
+    name_waiters: HashMap<CPath, Item>,
+    links: Vec<(CPath, CPath)>,
+    suspects: Vec<Suspect>,
+    /// Files and symlinks with a suspect, and those of them this run put into DEST
+    /// (only those may be taken out again).
+    suspect_cpaths: std::collections::HashSet<CPath>,
+    placed_suspects: std::collections::HashSet<CPath>,
+    filter_hit: bool,
+}
+
+impl State {
+    fn push_suspect(&mut self, s: Suspect) {
+        match &s {
+            Suspect::File { cpath, .. } | Suspect::Holes(cpath) | Suspect::Symlink(cpath) => {
+                self.suspect_cpaths.insert(cpath.clone());
+            }
+            Suspect::DirIv(_) => {}
+        }
+        self.suspects.push(s);
+    }
+
+    fn placed(&mut self, cpath: CPath) {
+        if self.suspect_cpaths.contains(&cpath) {
+            self.placed_suspects.insert(cpath);
+        }
+    }
+}
+
+pub struct Engine<'a> {
+    pub(crate) codec: Option<NameCodec>,
+    pub(crate) format: Format,
+    pub(crate) dec: Decryptor,
+    dest: &'a Dest,
+    progress: &'a dyn Progress,
+    opts: EngineOptions,
+    st: Mutex<State>,
+    pub(crate) counters: Counters,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub dirs: AtomicU64,
+    pub files: AtomicU64,
+    pub symlinks: AtomicU64,
+    pub specials: AtomicU64,
+    pub hard_links: AtomicU64,
+    pub bytes: AtomicU64,
+    pub warnings: AtomicU64,
+    pub errors: AtomicU64,
+    pub integrity_errors: AtomicU64,
+}
+
+fn inc(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// `a/b/c` → (`a/b`, `c`).
+pub fn split_cpath(cpath: &[u8]) -> (&[u8], &[u8]) {
+    match cpath.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&cpath[..i], &cpath[i + 1..]),
+        None => (&[], cpath),
+    }
+}
+
+pub fn join_cpath(parent: &[u8], name: &[u8]) -> CPath {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+pub fn show_cpath(cpath: &[u8]) -> PathBuf {
+    if cpath.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(OsStr::from_bytes(cpath))
+    }
+}
+
+/// What resolving a name gave.
+enum Res {
+    Ready(PathBuf),
+    /// The parent is not restored yet, or its dir IV or the layout is not known yet.
+    WaitDir,
+    /// The `.name` file of this long name has not been seen yet.
+    WaitName,
+    /// The entry cannot be restored.
+    Fail {
+        msg: String,
+        integrity: bool,
+    },
+    /// The parent was dropped (failed or filtered out).
+    Drop,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        format: Format,
+        codec: Option<NameCodec>,
+        dec: Decryptor,
+        dest: &'a Dest,
+        progress: &'a dyn Progress,
+        opts: EngineOptions,
+    ) -> Self {
+        let layout = if opts.expect_reverse {
+            Layout::Reverse
+        } else if dec.aead() == Some(Aead::Gcm) {
+            // Reverse mode always uses AES-SIV.
+            Layout::Forward
+        } else {
+            Layout::Unknown
+        };
+        let mut dirs = HashMap::new();
+        dirs.insert(
+            Vec::new(),
+            DirState {
+                plain: Some(PathBuf::new()),
+                seen: true,
+                ..Default::default()
+            },
+        );
+        Engine {
+            codec,
+            format,
+            dec,
+            dest,
+            progress,
+            opts,
+            st: Mutex::new(State {
+                layout,
+                dirs,
+                long_names: HashMap::new(),
+                name_waiters: HashMap::new(),
+                links: Vec::new(),
+                suspects: Vec::new(),
+                suspect_cpaths: Default::default(),
+                placed_suspects: Default::default(),
+                filter_hit: false,
+            }),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.lock().layout
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.st
+            .lock()
+            .expect("no panics while the restore state is held")
+    }
+
+    pub fn warn(&self, path: impl Into<PathBuf>, msg: impl Into<String>) {
+        inc(&self.counters.warnings, 1);
+        self.progress.problem(&Problem::warning(path, msg));
+    }
+
+    pub fn error(&self, path: impl Into<PathBuf>, msg: impl Into<String>) {
+        inc(&self.counters.errors, 1);
+        self.progress.problem(&Problem::error(path, msg));
+    }
+
+    pub fn integrity(&self, path: impl Into<PathBuf>, msg: impl Into<String>) {
+        inc(&self.counters.integrity_errors, 1);
+        self.progress.problem(&Problem::error(
+            path,
+            format!("integrity check failed: {}", msg.into()),
+        ));
+    }
+
+    /// Whether forward-mode file holes are accepted (not in reverse-made trees).
+    fn allow_holes(&self) -> bool {
+        self.layout() != Layout::Reverse
+    }
+
+    /// The metadata of the restore root (DEST itself).
+    pub fn set_root_meta(&self, meta: Meta) {
+        let mut st = self.lock();
+        st.dirs.get_mut(&Vec::new()).expect("root exists").meta = Some(meta);
+    }
+
+    /// Evidence about the layout: a stored value and the one its path would give.
+    fn observe(&self, st: &mut State, matched: bool, suspect: Suspect) {
+        if st.layout == Layout::Unknown && self.dec.aead() == Some(Aead::Gcm) {
+            // Detected on the first file: reverse mode always uses AES-SIV.
+            st.layout = Layout::Forward;
+            self.retry_all(st);
+        }
+        if matched {
+            if st.layout == Layout::Unknown {
+                st.layout = Layout::Reverse;
+                self.retry_all(st);
+            }
+        } else if st.layout != Layout::Forward {
+            st.push_suspect(suspect);
+        }
+    }
+
+    /// Decrypt a file's content into the staging directory. Runs without the lock, so
+    /// several files can be decrypted at once.
+    pub fn stage_file(
+        &self,
+        cpath: &[u8],
+        meta: &Meta,
+        src: &mut impl std::io::Read,
+    ) -> Result<Staged> {
+        let (id, f) = self.dest.stage_file()?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        let r = self
+            .dec
+            .decrypt_file(src, &mut w, self.allow_holes())
+            .map_err(|e| Error::io(show_cpath(cpath), e))
+            .and_then(|report| {
+                let f = w
+                    .into_inner()
+                    .map_err(|e| Error::io(show_cpath(cpath), e.into_error()))?;
+                if report.is_ok() {
+                    self.dest.finish_file(id, &f, meta)?;
+                }
+                Ok(report)
+            });
+        match r {
+            Ok(report) => Ok(Staged { id, report }),
+            Err(e) => {
+                self.dest.discard(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hand over one entry (see [`Item`]).
+    pub fn add(&self, cpath: CPath, item: Item) {
+        let mut st = self.lock();
+        match &item {
+            Item::File { staged, .. } => {
+                if let Some(file_id) = staged.report.file_id {
+                    let matched = file_id == pathiv::derive(&cpath, Purpose::FileId);
+                    // A file that failed anyway is reported as such; no second verdict.
+                    if matched || staged.report.is_ok() {
+                        let suspect = Suspect::File {
+                            cpath: cpath.clone(),
+                            file_id,
+                        };
+                        self.observe(&mut st, matched, suspect);
+                    }
+                }
+                if staged.report.holes > 0 && staged.report.is_ok() {
+                    st.push_suspect(Suspect::Holes(cpath.clone()));
+                }
+            }
+            Item::Link { target } => {
+                st.links.push((cpath.clone(), target.clone()));
+                return;
+            }
+            _ => {}
+        }
+        let (parent, _) = split_cpath(&cpath);
+        st.dirs.entry(parent.to_vec()).or_default();
+        self.try_place(&mut st, cpath, item);
+    }
+
+    /// A symlink: its target is decrypted here (it is small).
+    pub fn add_symlink(&self, cpath: CPath, meta: Meta, stored_target: &[u8]) {
+        let target = match &self.codec {
+            None => Ok(stored_target.to_vec()),
+            Some(codec) => match codec.b64_decode(stored_target) {
+                None => Err("symlink target is not valid base64".to_string()),
+                Some(blob) => match self.dec.open_symlink(&blob) {
+                    None => Err("symlink target does not authenticate".to_string()),
+                    Some(t) => {
+                        let nonce = &blob[..16];
+                        let derived =
+                            pathiv::derive(&pathiv::symlink_iv_path(&cpath), Purpose::SymlinkIv);
+                        let mut st = self.lock();
+                        self.observe(&mut st, nonce == derived, Suspect::Symlink(cpath.clone()));
+                        Ok(t)
+                    }
+                },
+            },
+        };
+        match target {
+            Ok(t) if !t.is_empty() && !t.contains(&0) => {
+                self.add(cpath, Item::Symlink { meta, target: t })
+            }
+            Ok(_) => self.integrity(
+                show_cpath(&cpath),
+                "symlink target is empty or contains NUL",
+            ),
+            Err(msg) => self.integrity(show_cpath(&cpath), msg),
+        }
+    }
+
+    /// The content of a directory's `gocryptfs.diriv`.
+    pub fn add_diriv(&self, dir: CPath, bytes: &[u8]) {
+        let Ok(iv) = <[u8; 16]>::try_from(bytes) else {
+            self.integrity(
+                show_cpath(&join_cpath(&dir, b"gocryptfs.diriv")),
+                format!("gocryptfs.diriv has {} bytes, not 16", bytes.len()),
+            );
+            return;
+        };
+        let mut st = self.lock();
+        let derived = pathiv::derive(&dir, Purpose::DirIv);
+        let d = st.dirs.entry(dir.clone()).or_default();
+        d.stored_iv = Some(iv);
+        d.diriv_seen = true;
+        self.observe(&mut st, iv == derived, Suspect::DirIv(dir.clone()));
+        self.retry_dir(&mut st, &dir);
+    }
+
+    /// The content of `gocryptfs.longname.H.name`, for the entry `gocryptfs.longname.H`.
+    pub fn add_long_name(&self, entry: CPath, cname: &[u8]) {
+        if cname.len() > MAX_NAME_FILE {
+            self.integrity(show_cpath(&entry), "its .name file is too long");
+            return;
+        }
+        let mut st = self.lock();
+        st.long_names.insert(entry.clone(), cname.to_vec());
+        if let Some(item) = st.name_waiters.remove(&entry) {
+            self.try_place(&mut st, entry, item);
+        }
+    }
+
+    /// Try to restore the plaintext path of `cpath` without changing anything: `Some(true)`
+    /// when it is wanted (inside the `--path` filter or on the way to it), `Some(false)`
+    /// when it is not (or cannot be restored), `None` when it is not known yet.
+    pub fn wanted(&self, cpath: &[u8]) -> Option<bool> {
+        let st = self.lock();
+        match self.resolve(&st, cpath) {
+            Res::Ready(p) => Some(self.filter_relation(&p).is_some()),
+            Res::Drop => Some(false),
+            _ => None,
+        }
+    }
+
+    /// `Some(inside)` if `p` is in or on the way to the filter; `None` if unrelated.
+    fn filter_relation(&self, p: &Path) -> Option<bool> {
+        let Some(f) = &self.opts.filter else {
+            return Some(true);
+        };
+        let comps: Vec<&[u8]> = p.iter().map(|c| c.as_bytes()).collect();
+        let n = comps.len().min(f.len());
+        if comps[..n]
+            .iter()
+            .zip(&f[..n])
+            .all(|(a, b)| *a == b.as_slice())
+        {
+            Some(comps.len() >= f.len())
+        } else {
+            None
+        }
+    }
+
+    /// The name key tweak of directory `dir`, if it can be known now.
+    fn dir_iv(&self, st: &State, dir: &[u8], d: &DirState) -> Option<[u8; 16]> {
+        if !self.format.dir_iv {
+            return Some([0; 16]);
+        }
+        match st.layout {
+            Layout::Reverse => Some(pathiv::derive(dir, Purpose::DirIv)),
+            Layout::Forward => d.stored_iv,
+            // A stored IV might be a tampered one in a reverse tree: wait for the evidence.
+            Layout::Unknown => None,
+        }
+    }
+
+    fn resolve(&self, st: &State, cpath: &[u8]) -> Res {
+        let (parent, comp) = split_cpath(cpath);
+        let Some(d) = st.dirs.get(parent) else {
+            return Res::WaitDir;
+        };
+        if d.dead {
+            return Res::Drop;
+        }
+        let Some(parent_plain) = &d.plain else {
+            return Res::WaitDir;
+        };
+        let name = match &self.codec {
+            None => {
+                if !is_valid_plain_name(comp) {
+                    return Res::Fail {
+                        msg: "forbidden name (empty, '.', '..', or containing '/' or NUL)".into(),
+                        integrity: true,
+                    };
+                }
+                comp.to_vec()
+            }
+            Some(codec) => {
+                let Some(iv) = self.dir_iv(st, parent, d) else {
+                    return Res::WaitDir;
+                };
+                let long = self.format.long_names && comp.starts_with(LONGNAME_PREFIX.as_bytes());
+                let cname: &[u8] = if long {
+                    let Some(cname) = st.long_names.get(cpath) else {
+                        return Res::WaitName;
+                    };
+                    let hash_ok = long_name_matches(codec, comp, cname);
+                    if !hash_ok {
+                        return Res::Fail {
+                            msg: "its .name file does not match the hashed name (tampered or swapped .name file)".into(),
+                            integrity: true,
+                        };
+                    }
+                    cname
+                } else {
+                    comp
+                };
+                match codec.decrypt(&iv, cname) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return Res::Fail {
+                            msg: format!("cannot decrypt name: {e}"),
+                            integrity: true,
+                        }
+                    }
+                }
+            }
+        };
+        Res::Ready(parent_plain.join(OsStr::from_bytes(&name)))
+    }
+
+    fn discard(&self, item: Item) {
+        if let Item::File { staged, .. } = item {
+            self.dest.discard(staged.id);
+        }
+    }
+
+    /// Drop a directory and everything waiting below it.
+    fn kill_dir(&self, st: &mut State, cpath: &[u8]) {
+        let d = st.dirs.entry(cpath.to_vec()).or_default();
+        d.dead = true;
+        let waiting = std::mem::take(&mut d.waiting);
+        for (c, item) in waiting {
+            if matches!(item, Item::Dir { .. }) {
+                self.kill_dir(st, &c);
+            }
+            self.discard(item);
+        }
+    }
+
+    fn try_place(&self, st: &mut State, cpath: CPath, item: Item) {
+        match self.resolve(st, &cpath) {
+            Res::Ready(p) => match self.filter_relation(&p) {
+                None => {
+                    if matches!(item, Item::Dir { .. }) {
+                        self.kill_dir(st, &cpath);
+                    }
+                    self.discard(item);
+                }
+                Some(inside) => {
+                    if inside {
+                        st.filter_hit = true;
+                    }
+                    // On the way to the filter, only directories are restored.
+                    if inside || matches!(item, Item::Dir { .. }) {
+                        self.place(st, cpath, p, item);
+                    } else {
+                        self.discard(item);
+                    }
+                }
+            },
+            Res::WaitDir => {
+                let (parent, _) = split_cpath(&cpath);
+                st.dirs
+                    .entry(parent.to_vec())
+                    .or_default()
+                    .waiting
+                    .push((cpath, item));
+            }
+            Res::WaitName => {
+                st.name_waiters.insert(cpath, item);
+            }
+            Res::Fail { msg, integrity } => {
+                let shown = show_cpath(&cpath);
+                if integrity {
+                    self.integrity(shown, msg);
+                } else {
+                    self.error(shown, msg);
+                }
+                if matches!(item, Item::Dir { .. }) {
+                    self.kill_dir(st, &cpath);
+                }
+                self.discard(item);
+            }
+            Res::Drop => {
+                if matches!(item, Item::Dir { .. }) {
+                    self.kill_dir(st, &cpath);
+                }
+                self.discard(item);
+            }
+        }
+    }
+
+    fn place(&self, st: &mut State, cpath: CPath, path: PathBuf, item: Item) {
+        let (parent, name) = split(&path);
+        let shown = self.dest.show(&path);
+        match item {
+            Item::Dir { meta } => {
+                if let Err(e) = self.dest.mkdir(parent, name) {
+                    self.error(shown, e.to_string());
+                    self.kill_dir(st, &cpath);
+                    return;
+                }
+                inc(&self.counters.dirs, 1);
+                let d = st.dirs.entry(cpath.clone()).or_default();
+                d.plain = Some(path);
+                d.meta = Some(meta);
+                d.seen = true;
+                self.retry_dir(st, &cpath);
+            }
+            Item::File { meta, staged } => {
+                if !staged.report.is_ok() {
+                    self.integrity(
+                        &shown,
+                        format!(
+                            "{} (backup file {}); {}",
+                            staged.report.describe(),
+                            show_cpath(&cpath).display(),
+                            if self.opts.keep_corrupt {
+                                "kept with a .corrupt suffix, bad blocks zeroed"
+                            } else {
+                                "not restored"
+                            }
+                        ),
+                    );
+                    if self.opts.keep_corrupt {
+                        let mut n = name.to_os_string();
+                        n.push(".corrupt");
+                        if let Err(e) = self.dest.place(staged.id, parent, &n) {
+                            self.error(self.dest.show(&parent.join(&n)), e.to_string());
+                        }
+                    } else {
+                        self.dest.discard(staged.id);
+                    }
+                    return;
+                }
+                match self.dest.place(staged.id, parent, name) {
+                    Ok(()) => {
+                        inc(&self.counters.files, 1);
+                        inc(&self.counters.bytes, staged.report.plain_len);
+                        let _ = meta;
+                        st.placed(cpath);
+                    }
+                    Err(e) => self.error(shown, e.to_string()),
+                }
+            }
+            Item::Symlink { meta, target } => {
+                match self
+                    .dest
+                    .stage_symlink(&target, &meta)
+                    .and_then(|id| self.dest.place(id, parent, name))
+                {
+                    Ok(()) => {
+                        inc(&self.counters.symlinks, 1);
+                        st.placed(cpath);
+                    }
+                    Err(e) => self.error(shown, e.to_string()),
+                }
+            }
+            Item::Special { meta } => {
+                match self
+                    .dest
+                    .stage_special(&meta)
+                    .and_then(|id| self.dest.place(id, parent, name))
+                {
+                    Ok(()) => inc(&self.counters.specials, 1),
+                    Err(e) => self.error(shown, e.to_string()),
+                }
+            }
+            Item::Link { .. } => unreachable!("hard links are made at the end"),
+        }
+    }
+
+    fn retry_dir(&self, st: &mut State, dir: &[u8]) {
+        let Some(d) = st.dirs.get_mut(dir) else {
+            return;
+        };
+        let waiting = std::mem::take(&mut d.waiting);
+        for (c, item) in waiting {
+            self.try_place(st, c, item);
+        }
+    }
+
+    fn retry_all(&self, st: &mut State) {
+        let keys: Vec<CPath> = st
+            .dirs
+            .iter()
+            .filter(|(_, d)| !d.waiting.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.retry_dir(st, &k);
+        }
+    }
+
+    /// After the last entry: resolve what still waits, make hard links, judge the
+    /// path-derived values, and give directories their final metadata.
+    pub fn finish(&self) -> Result<Summary> {
+        let mut st = self.lock();
+        if st.layout == Layout::Unknown {
+            st.layout = Layout::Forward;
+        }
+        self.retry_all(&mut st);
+
+        // Directories that have contents but no entry of their own.
+        loop {
+            let implied: Vec<CPath> = st
+                .dirs
+                .iter()
+                .filter(|(k, d)| !k.is_empty() && !d.seen && !d.dead && !d.waiting.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut progress = false;
+            for k in implied {
+                let (parent, _) = split_cpath(&k);
+                if st.dirs.get(parent).is_some_and(|p| p.plain.is_some()) {
+                    self.warn(
+                        show_cpath(&k),
+                        "directory entry missing from the backup; created with mode 0700",
+                    );
+                    let meta = default_dir_meta();
+                    st.dirs.get_mut(&k).expect("listed").seen = true;
+                    self.try_place(&mut st, k, Item::Dir { meta });
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+
+        // Whatever still waits cannot be restored.
+        let waiters: Vec<(CPath, Item)> = st.name_waiters.drain().collect();
+        for (c, item) in waiters {
+            let mut name_file = c.clone();
+            name_file.extend_from_slice(b".name");
+            self.integrity(
+                show_cpath(&c),
+                format!(
+                    "its long-name file {} is missing: the name cannot be restored",
+                    show_cpath(&name_file).display()
+                ),
+            );
+            if matches!(item, Item::Dir { .. }) {
+                self.kill_dir(&mut st, &c);
+            }
+            self.discard(item);
+        }
+        let stuck: Vec<CPath> = st
+            .dirs
+            .iter()
+            .filter(|(_, d)| !d.waiting.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stuck {
+            let d = st.dirs.get(&k).expect("listed");
+            let n = d.waiting.len();
+            let msg = if d.plain.is_some() && !d.diriv_seen {
+                format!("gocryptfs.diriv is missing: the names of its {n} entries cannot be decrypted (forward-mode directory IVs are random)")
+            } else {
+                format!("the directory could not be restored, so its {n} entries were not either")
+            };
+            self.integrity(show_cpath(&k), msg);
+            self.kill_dir(&mut st, &k);
+        }
+
+        let layout = st.layout;
+        if layout == Layout::Reverse && self.codec.is_some() && self.format.dir_iv {
+            let missing: Vec<CPath> = st
+                .dirs
+                .iter()
+                .filter(|(_, d)| d.plain.is_some() && !d.diriv_seen)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in missing {
+                self.warn(
+                    show_cpath(&k),
+                    "gocryptfs.diriv is missing; recomputed from the path (reverse-made backup)",
+                );
+            }
+        }
+
+        // Hard links, now that every target is in place.
+        let links = std::mem::take(&mut st.links);
+        let mut link_paths: HashMap<CPath, Vec<CPath>> = HashMap::new();
+        for (c, target) in &links {
+            link_paths
+                .entry(target.clone())
+                .or_default()
+                .push(c.clone());
+            let pp = match self.resolve(&st, c) {
+                Res::Ready(pp) => pp,
+                Res::Drop => continue,
+                _ => {
+                    self.error(show_cpath(c), "hard link whose name cannot be restored");
+                    continue;
+                }
+            };
+            if self.filter_relation(&pp) != Some(true) {
+                continue;
+            }
+            st.filter_hit = true;
+            let tp = match self.resolve(&st, target) {
+                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => tp,
+                Res::Ready(tp) => {
+                    // Its content was left out with the target: tar stores it only once.
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which is outside --path: restore a path that holds both names",
+                            tp.display()
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which could not be restored",
+                            show_cpath(target).display()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let (parent, name) = split(&pp);
+            match self.dest.hard_link(&tp, parent, name) {
+                Ok(()) => inc(&self.counters.hard_links, 1),
+                Err(e) => self.error(
+                    self.dest.show(&pp),
+                    format!("cannot make hard link to {}: {e}", tp.display()),
+                ),
+            }
+        }
+
+        // Path-derived values that did not match their path.
+        let suspects = std::mem::take(&mut st.suspects);
+        if layout == Layout::Reverse {
+            for s in suspects {
+                self.judge(&st, s, &link_paths);
+            }
+        }
+
+        let missing = match &self.opts.filter {
+            Some(f) if !st.filter_hit => Some(PathBuf::from(OsStr::from_bytes(&f.join(&b'/')))),
+            _ => None,
+        };
+
+        // Directory metadata, deepest first: a read-only parent must not stop its children.
+        let mut dirs: Vec<(PathBuf, Meta)> = st
+            .dirs
+            .iter()
+            .filter_map(|(k, d)| {
+                let (p, m) = (d.plain.as_ref()?, d.meta.as_ref()?);
+                if k.is_empty() && (self.opts.filter.is_some() || !self.dest.was_empty) {
+                    // DEST itself keeps its own metadata unless the whole tree went into an empty DEST.
+                    return None;
+                }
+                Some((p.clone(), m.clone()))
+            })
+            .collect();
+        drop(st);
+        self.dest.close()?;
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, m) in &dirs {
+            if m.mode & 0o170000 != S_IFDIR {
+                continue;
+            }
+            if let Err(e) = self.dest.finish_dir(p, m) {
+                self.error(self.dest.show(p), e.to_string());
+            }
+        }
+        if let Some(p) = missing {
+            return Err(Error::invalid(p, "no such path in the backup"));
+        }
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Ok(Summary {
+            dirs: get(&c.dirs),
+            files: get(&c.files),
+            symlinks: get(&c.symlinks),
+            specials: get(&c.specials),
+            hard_links: get(&c.hard_links),
+            bytes: get(&c.bytes),
+            warnings: get(&c.warnings),
+            errors: get(&c.errors),
+            integrity_errors: get(&c.integrity_errors),
+            layout,
+            aead: self.dec.aead(),
+        })
+    }
+
+    /// In a reverse-made tree, a stored IV that does not match its path means the entry
+    /// was moved, swapped or tampered with. Files and symlinks already placed are taken
+    /// back out (or renamed to `.corrupt`).
+    fn judge(&self, st: &State, s: Suspect, link_paths: &HashMap<CPath, Vec<CPath>>) {
+        let (cpath, msg, counter) = match s {
+            Suspect::DirIv(d) => {
+                self.integrity(
+                    show_cpath(&join_cpath(&d, b"gocryptfs.diriv")),
+                    "does not match its directory's path (tampered); names were decrypted with the IV derived from the path",
+                );
+                return;
+            }
+            Suspect::File { cpath, file_id } => {
+                // Hard links share the IVs of one of their names (FORMAT.md §10).
+                let proven = link_paths.get(&cpath).is_some_and(|others| {
+                    others
+                        .iter()
+                        .any(|o| pathiv::derive(o, Purpose::FileId) == file_id)
+                });
+                if proven {
+                    return;
+                }
+                (
+                    cpath,
+                    "its file ID belongs to another path: the file was moved or swapped with another",
+                    &self.counters.files,
+                )
+            }
+            Suspect::Holes(cpath) => (
+                cpath,
+                "it has all-zero blocks, which a reverse-made backup never contains (tampered)",
+                &self.counters.files,
+            ),
+            Suspect::Symlink(cpath) => (
+                cpath,
+                "its target's nonce belongs to another path: the symlink was moved or swapped",
+                &self.counters.symlinks,
+            ),
+        };
+        let Res::Ready(p) = self.resolve(st, &cpath) else {
+            return;
+        };
+        if !st.placed_suspects.contains(&cpath) {
+            // Not restored (filtered out, or failed already): nothing to take back.
+            if self.filter_relation(&p) == Some(true) {
+                self.integrity(
+                    self.dest.show(&p),
+                    format!("{msg} (backup file {})", show_cpath(&cpath).display()),
+                );
+            }
+            return;
+        }
+        let keep = self.opts.keep_corrupt.then(|| {
+            let mut n = p.file_name().unwrap_or_default().to_os_string();
+            n.push(".corrupt");
+            n
+        });
+        let outcome = match self.dest.retract(&p, keep.as_deref()) {
+            Ok(()) if keep.is_some() => "kept with a .corrupt suffix",
+            Ok(()) => "removed",
+            Err(_) => "could not be removed",
+        };
+        self.integrity(
+            self.dest.show(&p),
+            format!(
+                "{msg} (backup file {}); {outcome}",
+                show_cpath(&cpath).display()
+            ),
+        );
+        // Counted as restored before; it is not.
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether `gocryptfs.longname.<hash>` is the hashed form of the full encrypted name.
+pub(crate) fn long_name_matches(codec: &NameCodec, comp: &[u8], cname: &[u8]) -> bool {
+    let Some((hash, false)) = parse_long_name(comp) else {
+        return false;
+    };
+    let Ok(cname) = std::str::from_utf8(cname) else {
+        return false;
+    };
+    codec
+        .long_name(cname)
+        .as_bytes()
+        .get(LONGNAME_PREFIX.len()..)
+        == Some(hash)
+}
+
+fn default_dir_meta() -> Meta {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let t = crate::view::Time {
+        sec: now.as_secs() as i64,
+        nsec: now.subsec_nanos(),
+    };
+    Meta {
+        mode: S_IFDIR | 0o700,
+        uid: u32::MAX,
+        gid: u32::MAX,
+        size: 0,
+        atime: t,
+        mtime: t,
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        rdev: 0,
+    }
+}

@@ -1,0 +1,389 @@
+//! Entries from a tar stream of a ciphertext tree, read in one pass.
+//!
+//! Every header is hostile: absolute paths and `..` are refused, names are taken as raw
+//! bytes, sizes are only trusted as far as the bytes actually arrive, and small virtual
+//! files (`gocryptfs.diriv`, `.name`, `gocryptfs.conf`) are read with a cap. Memory stays
+//! bounded: file contents go straight through decryption into DEST's staging directory.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
+
+use super::engine::{join_cpath, show_cpath, split_cpath, CPath, Engine, EngineOptions, Item};
+use super::source_dir::{classify, Special};
+use super::writer::{Dest, StageId};
+use super::{Keys, Summary, MAX_NAME_FILE};
+
+/// The largest config accepted from a stream.
+const MAX_CONFIG: usize = 64 * 1024;
+
+enum Kind {
+    Dir,
+    File,
+    Symlink(Vec<u8>),
+    Link(CPath),
+    Special,
+}
+
+struct Header {
+    cpath: CPath,
+    meta: Meta,
+    kind: Kind,
+}
+
+/// A tar path as a ciphertext path: no leading `/`, no `..`, `.` and empty parts dropped.
+pub fn normalize(path: &[u8]) -> std::result::Result<CPath, &'static str> {
+    if path.first() == Some(&b'/') {
+        return Err("absolute path in the tar stream; refused");
+    }
+    let mut out: CPath = Vec::with_capacity(path.len());
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("'..' in a tar path; refused"),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A pax time such as `1700000000.123456789`.
+fn pax_time(v: &[u8]) -> Option<Time> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
+    let sec: i64 = sec.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nsec: u32 = digits.parse().ok()?;
+    // A negative pax time with a fraction counts the fraction towards zero.
+    Some(if sec < 0 && nsec > 0 {
+        Time {
+            sec: sec - 1,
+            nsec: 1_000_000_000 - nsec,
+        }
+    } else {
+        Time { sec, nsec }
+    })
+}
+
+fn header_of<R: Read>(e: &mut tar::Entry<'_, R>) -> std::result::Result<Header, String> {
+    let cpath = normalize(&e.path_bytes()).map_err(String::from)?;
+    let h = e.header();
+    let et = h.entry_type();
+    let perm = h.mode().map_err(|err| format!("bad mode field: {err}"))? & 0o7777;
+    let id = |v: io::Result<u64>| {
+        v.ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(u32::MAX)
+    };
+    let (uid, gid) = (id(h.uid()), id(h.gid()));
+    let mut mtime = Time {
+        sec: h
+            .mtime()
+            .map(|t| t.min(i64::MAX as u64) as i64)
+            .unwrap_or(0),
+        nsec: 0,
+    };
+    let dev = |v: io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
+    let (major, minor) = (dev(h.device_major()), dev(h.device_minor()));
+    let link = e.link_name_bytes().map(|l| l.into_owned());
+    let mut atime = None;
+    if let Ok(Some(pax)) = e.pax_extensions() {
+        for ext in pax.flatten() {
+            match ext.key_bytes() {
+                b"mtime" => mtime = pax_time(ext.value_bytes()).unwrap_or(mtime),
+                b"atime" => atime = pax_time(ext.value_bytes()),
+                _ => {}
+            }
+        }
+    }
+    use tar::EntryType as T;
+    let (ftype, kind) = match et {
+        T::Directory => (S_IFDIR, Kind::Dir),
+        T::Regular | T::Continuous | T::GNUSparse => (S_IFREG, Kind::File),
+        T::Symlink => (
+            S_IFLNK,
+            Kind::Symlink(link.ok_or("symlink without a target")?),
+        ),
+        T::Link => {
+            let target = normalize(&link.ok_or("hard link without a target")?)
+                .map_err(|m| format!("hard link target: {m}"))?;
+            (S_IFREG, Kind::Link(target))
+        }
+        T::Char => (0o020000, Kind::Special),
+        T::Block => (0o060000, Kind::Special),
+        T::Fifo => (0o010000, Kind::Special),
+        other => return Err(format!("unsupported tar entry type {other:?}; skipped")),
+    };
+    let meta = Meta {
+        mode: ftype | perm,
+        uid,
+        gid,
+        size: 0,
+        atime: atime.unwrap_or(mtime),
+        mtime,
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        rdev: nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
+    };
+    Ok(Header { cpath, meta, kind })
+}
+
+/// Read at most `max` bytes of an entry; `None` if it is longer.
+fn read_capped(r: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut v = Vec::new();
+    r.take(max as u64 + 1).read_to_end(&mut v)?;
+    Ok((v.len() <= max).then_some(v))
+}
+
+/// An entry met before the config, kept until the keys are known.
+struct Spooled {
+    header: Header,
+    /// The ciphertext of a regular file, in the staging directory.
+    content: Option<StageId>,
+}
+
+pub(super) fn restore<R: Read>(
+    reader: R,
+    dest: Dest,
+    unlock: impl FnOnce(Option<&[u8]>) -> Result<Keys>,
+    config_in_stream: bool,
+    opts: EngineOptions,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = match archive.entries() {
+        Ok(e) => e,
+        Err(err) => {
+            dest.abandon();
+            return Err(Error::io("tar stream", err));
+        }
+    };
+    let mut spool: Vec<Spooled> = Vec::new();
+    let mut early_problems: Vec<(PathBuf, String)> = Vec::new();
+    let keys = if config_in_stream {
+        let mut found = None;
+        for entry in entries.by_ref() {
+            let mut entry = match entry {
+                Ok(e) => e,
+                Err(err) => {
+                    discard_spool(&dest, &spool);
+                    dest.abandon();
+                    return Err(Error::io("tar stream", err));
+                }
+            };
+            let header = match header_of(&mut entry) {
+                Ok(h) => h,
+                Err(msg) => {
+                    early_problems.push((
+                        PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned()),
+                        msg,
+                    ));
+                    continue;
+                }
+            };
+            if header.cpath == b"gocryptfs.conf" && matches!(header.kind, Kind::File) {
+                let bytes = match read_capped(&mut entry, MAX_CONFIG) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        discard_spool(&dest, &spool);
+                        dest.abandon();
+                        return Err(Error::ConfigInvalid {
+                            path: "gocryptfs.conf (in the tar stream)".into(),
+                            msg: "larger than any gocryptfs config".into(),
+                        });
+                    }
+                    Err(err) => {
+                        discard_spool(&dest, &spool);
+                        dest.abandon();
+                        return Err(Error::io("tar stream", err));
+                    }
+                };
+                found = Some(bytes);
+                break;
+            }
+            let content = if matches!(header.kind, Kind::File) {
+                let r = dest.stage_file().and_then(|(id, mut f)| {
+                    io::copy(&mut entry, &mut f)
+                        .map(|_| id)
+                        .map_err(|err| Error::io("tar stream", err))
+                });
+                match r {
+                    Ok(id) => Some(id),
+                    Err(err) => {
+                        discard_spool(&dest, &spool);
+                        dest.abandon();
+                        return Err(err);
+                    }
+                }
+            } else {
+                None
+            };
+            spool.push(Spooled { header, content });
+        }
+        let Some(bytes) = found else {
+            discard_spool(&dest, &spool);
+            dest.abandon();
+            return Err(Error::ConfigUnreadable {
+                path: "gocryptfs.conf".into(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "not in the tar stream's root; pass --config FILE or --masterkey",
+                ),
+            });
+        };
+        unlock(Some(&bytes))
+    } else {
+        unlock(None)
+    };
+    let keys = match keys {
+        Ok(k) => k,
+        Err(err) => {
+            discard_spool(&dest, &spool);
+            dest.abandon();
+            return Err(err);
+        }
+    };
+    let (format, codec, dec) = match keys.parts() {
+        Ok(p) => p,
+        Err(err) => {
+            discard_spool(&dest, &spool);
+            dest.abandon();
+            return Err(err);
+        }
+    };
+    let engine = Engine::new(format, codec, dec, &dest, progress, opts);
+    for (p, msg) in early_problems {
+        engine.error(p, msg);
+    }
+    for s in spool {
+        match s.content {
+            Some(id) => match dest.open_staged(id) {
+                Ok(mut f) => {
+                    feed_entry(&engine, s.header, &mut f);
+                    dest.discard(id);
+                }
+                Err(err) => engine.error(show_cpath(&s.header.cpath), err.to_string()),
+            },
+            None => feed_entry(&engine, s.header, &mut io::empty()),
+        }
+    }
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                // A broken stream: what came before is restored, the rest is missing.
+                engine.error("tar stream", format!("unreadable, stopping here: {err}"));
+                break;
+            }
+        };
+        match header_of(&mut entry) {
+            Ok(h) => feed_entry(&engine, h, &mut entry),
+            Err(msg) => engine.error(
+                PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned()),
+                msg,
+            ),
+        }
+    }
+    engine.finish()
+}
+
+fn discard_spool(dest: &Dest, spool: &[Spooled]) {
+    for s in spool {
+        if let Some(id) = s.content {
+            dest.discard(id);
+        }
+    }
+}
+
+fn feed_entry(engine: &Engine, h: Header, content: &mut impl Read) {
+    let Header { cpath, meta, kind } = h;
+    let (parent, name) = split_cpath(&cpath);
+    if cpath.is_empty() {
+        match kind {
+            Kind::Dir => engine.set_root_meta(meta),
+            _ => engine.error("tar stream", "the root of the stream is not a directory"),
+        }
+        return;
+    }
+    let has_names = engine.codec.is_some();
+    let dir_iv_files = has_names && engine.format.dir_iv;
+    let special = classify(
+        has_names,
+        dir_iv_files,
+        engine.format.long_names,
+        parent.is_empty(),
+        name,
+    );
+    match (kind, special) {
+        (Kind::File, Special::Config) => {}
+        (Kind::File, Special::DirIv) => match read_capped(content, 16) {
+            Ok(Some(b)) => engine.add_diriv(parent.to_vec(), &b),
+            Ok(None) => engine.integrity(show_cpath(&cpath), "longer than 16 bytes"),
+            Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
+        },
+        (Kind::File, Special::NameFile(entry)) => match read_capped(content, MAX_NAME_FILE) {
+            Ok(Some(b)) => engine.add_long_name(join_cpath(parent, entry), &b),
+            Ok(None) => engine.integrity(show_cpath(&cpath), "too long for a .name file"),
+            Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
+        },
+        (_, Special::Temp) => engine.warn(
+            show_cpath(&cpath),
+            "leftover temporary file of an interrupted export; ignored",
+        ),
+        (Kind::Dir, _) => engine.add(cpath, Item::Dir { meta }),
+        (Kind::File, _) => {
+            if engine.wanted(&cpath) == Some(false) {
+                return;
+            }
+            match engine.stage_file(&cpath, &meta, content) {
+                Ok(staged) => engine.add(cpath, Item::File { meta, staged }),
+                Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
+            }
+        }
+        (Kind::Symlink(t), _) => engine.add_symlink(cpath, meta, &t),
+        (Kind::Link(target), _) => engine.add(cpath, Item::Link { target }),
+        (Kind::Special, _) => engine.add(cpath, Item::Special { meta }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        assert_eq!(normalize(b"./a//b/./c/").unwrap(), b"a/b/c");
+        assert_eq!(normalize(b"./").unwrap(), b"");
+        assert!(normalize(b"/etc/passwd").is_err());
+        assert!(normalize(b"a/../../evil").is_err());
+        assert!(normalize(b"..").is_err());
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(
+            pax_time(b"1700000000.5"),
+            Some(Time {
+                sec: 1_700_000_000,
+                nsec: 500_000_000
+            })
+        );
+        assert_eq!(pax_time(b"12"), Some(Time { sec: 12, nsec: 0 }));
+        assert_eq!(pax_time(b"x"), None);
+    }
+}
