@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Create SRC/.gocryptfs.reverse.conf (like `gocryptfs -init -reverse SRC`)
     Init(InitArgs),
-    /// Write the encrypted reverse view of SRC into the directory DEST
+    /// Write the encrypted reverse view of SRC into the directory DEST, or as a tar stream (--tar)
     Export(ExportArgs),
 }
 
@@ -98,6 +98,7 @@ pub enum Compat {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("output").required(true).args(["dest", "tar"])))]
 pub struct ExportArgs {
     #[command(flatten)]
     pub key: KeyArgs,
@@ -118,7 +119,22 @@ pub struct ExportArgs {
     pub src: PathBuf,
 
     /// Where to write the encrypted view (created if missing; must be empty or a previous export)
-    pub dest: PathBuf,
+    pub dest: Option<PathBuf>,
+
+    /// Write the encrypted view as one tar archive to FILE (`-` for standard output) instead of into DEST
+    #[arg(
+        long,
+        value_name = "FILE",
+        long_help = "Write the encrypted view as one POSIX (pax) tar archive to FILE, or to standard \
+output with `-`, instead of into a directory DEST; nothing is stored anywhere else. Extracting it \
+(GNU tar or bsdtar, as root) gives exactly the tree `cryptbak export SRC DEST` writes, and a plain \
+gocryptfs mounts that tree. The archive is deterministic: the same tree gives the same bytes, \
+whatever -j. Example: cryptbak export --passfile pw --tar - /home | ssh host 'cat > home.tar'. \
+A FILE is written under a temporary name and renamed when complete. Standard output must not be \
+a terminal. If the reader goes away (broken pipe), cryptbak stops with exit code 1: the archive \
+is incomplete."
+    )]
+    pub tar: Option<PathBuf>,
 }
 
 /// gocryptfs's own single-dash spellings, accepted so existing scripts keep working.

@@ -155,12 +155,17 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     if !a.src.is_dir() {
         return Err(Error::invalid(&a.src, "not a directory"));
     }
-    if a.dest.exists() && same_place(&a.src, &a.dest) {
-        return Err(Error::Usage(
-            "DEST must not be inside SRC (or SRC inside DEST)".into(),
-        ));
+    if let Some(tar) = &a.tar {
+        super::tar::check_output(tar, &a.src)?;
     }
-    check_dest(&a.dest)?;
+    if let Some(dest) = &a.dest {
+        if dest.exists() && same_place(&a.src, dest) {
+            return Err(Error::Usage(
+                "DEST must not be inside SRC (or SRC inside DEST)".into(),
+            ));
+        }
+        check_dest(dest)?;
+    }
     let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
     if !unlocked.format.aes_siv {
         return Err(Error::ConfigUnsupported {
@@ -184,11 +189,15 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         },
     };
     let view = View::new(a.src.clone(), cryptor, opts);
-    let sink = DirSink::new(a.dest.clone());
     let progress = StderrReport { quiet: a.quiet };
+    let Some(dest) = &a.dest else {
+        let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
+        return super::tar::export(&view, tar, &progress, a.quiet, started);
+    };
+    let sink = DirSink::new(dest.clone());
     let summary = walk::export(&view, &sink, &progress)?;
     if !a.quiet {
-        print_summary(&summary, started, &a.dest);
+        print_summary(&summary, started, dest);
     }
     Ok(if summary.errors > 0 {
         exit::PARTIAL

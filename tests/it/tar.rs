@@ -1,0 +1,1 @@
+//! Interop tests of `cryptbak export --tar` (to be written).
