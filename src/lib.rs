@@ -15,6 +15,7 @@ pub mod pathiv;
 pub mod progress;
 pub mod sink;
 pub mod stream;
+pub mod sync;
 pub mod view;
 pub mod walk;
 

@@ -164,6 +164,12 @@ impl Entry {
 pub struct Listing {
     pub entries: Vec<Entry>,
     pub problems: Vec<Problem>,
+    /// Names in this view directory whose source failed (unreadable, vanished): an
+    /// incremental export must keep what an earlier run wrote for them.
+    pub protected: Vec<Vec<u8>>,
+    /// False when reading the directory itself failed part-way: the listing may miss
+    /// entries, so nothing may be deleted on its account.
+    pub complete: bool,
 }
 
 pub struct View {
@@ -222,14 +228,19 @@ impl View {
             return Err(Error::invalid(&dir.source, "not a directory"));
         };
         let mut problems = Vec::new();
+        let mut protected = Vec::new();
+        let mut complete = true;
         let mut names: Vec<OsString> = Vec::new();
         for item in fs::read_dir(&dir.source).at(&dir.source)? {
             match item {
                 Ok(e) => names.push(e.file_name()),
-                Err(e) => problems.push(Problem::error(
-                    &dir.source,
-                    format!("cannot list directory: {e}"),
-                )),
+                Err(e) => {
+                    complete = false;
+                    problems.push(Problem::error(
+                        &dir.source,
+                        format!("cannot list directory: {e}"),
+                    ));
+                }
             }
         }
         // getdents order differs between filesystems; a fixed order keeps output reproducible.
@@ -272,20 +283,79 @@ impl View {
                 ));
                 continue;
             }
-            match self.child_entries(dir, dir_iv, &name, source) {
+            let (shown_name, full_cname) = self.shown_name(&dir_iv, &name);
+            match self.child_entries(dir, &shown_name, full_cname.as_deref(), source) {
                 Ok(mut es) => entries.append(&mut es),
-                Err(p) => problems.push(p),
+                Err(p) => {
+                    if p.severity == crate::progress::Severity::Error {
+                        if full_cname.is_some() {
+                            let mut n = shown_name.clone();
+                            n.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
+                            protected.push(n);
+                        }
+                        protected.push(shown_name);
+                    }
+                    problems.push(p);
+                }
             }
         }
-        Ok(Listing { entries, problems })
+        Ok(Listing {
+            entries,
+            problems,
+            protected,
+            complete,
+        })
+    }
+
+    /// The name a plaintext child has in the view, and its full encrypted name when the
+    /// shown one is the hashed long-name form.
+    fn shown_name(&self, dir_iv: &[u8; 16], name: &OsStr) -> (Vec<u8>, Option<String>) {
+        match &self.cryptor.names {
+            None => (name.as_bytes().to_vec(), None),
+            Some(codec) => {
+                let cname = codec.encrypt(dir_iv, name.as_bytes());
+                if codec.is_long(&cname) {
+                    (codec.long_name(&cname).into_bytes(), Some(cname))
+                } else {
+                    (cname.into_bytes(), None)
+                }
+            }
+        }
+    }
+
+    /// The entry again, from a fresh `lstat` of its source (a file that changed while
+    /// it was being read is written again with what it is now).
+    pub fn refresh(&self, e: &Entry) -> Result<Entry> {
+        let m = fs::symlink_metadata(&e.source).at(&e.source)?;
+        let Payload::File { iv_path, .. } = &e.payload else {
+            return Ok(e.clone());
+        };
+        if !m.is_file() {
+            return Err(Error::invalid(
+                &e.source,
+                "was replaced by something that is not a regular file",
+            ));
+        }
+        let mut meta = Meta::from_fs(&m);
+        let plain_size = meta.size;
+        meta.size = content::cipher_size(plain_size);
+        Ok(Entry {
+            cpath: e.cpath.clone(),
+            source: e.source.clone(),
+            meta,
+            payload: Payload::File {
+                plain_size,
+                iv_path: iv_path.clone(),
+            },
+        })
     }
 
     /// The entry for one plaintext child (preceded by its `.name` file when long-named).
     fn child_entries(
         &self,
         dir: &Entry,
-        dir_iv: [u8; 16],
-        name: &OsStr,
+        shown_name: &[u8],
+        full_cname: Option<&str>,
         source: PathBuf,
     ) -> std::result::Result<Vec<Entry>, Problem> {
         let lmeta = fs::symlink_metadata(&source)
@@ -299,18 +369,7 @@ impl View {
             ));
         }
 
-        let (shown_name, full_cname) = match &self.cryptor.names {
-            None => (name.as_bytes().to_vec(), None),
-            Some(codec) => {
-                let cname = codec.encrypt(&dir_iv, name.as_bytes());
-                if codec.is_long(&cname) {
-                    (codec.long_name(&cname).into_bytes(), Some(cname))
-                } else {
-                    (cname.into_bytes(), None)
-                }
-            }
-        };
-        let cpath = join_cpath(&dir.cpath, &shown_name);
+        let cpath = join_cpath(&dir.cpath, shown_name);
 
         let payload = match ftype {
             S_IFDIR => Payload::Dir {
@@ -351,7 +410,7 @@ impl View {
                 cpath: name_file,
                 source: source.clone(),
                 meta: meta.virtual_file(cname.len() as u64, self.opts.version),
-                payload: Payload::LongName(cname.into_bytes()),
+                payload: Payload::LongName(cname.as_bytes().to_vec()),
             });
         }
         out.push(Entry {

@@ -26,6 +26,17 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into the directory DEST, or as a tar stream (--tar)
     Export(ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (cryptbak.1 and one per subcommand) into DIR
+    #[command(hide = true)]
+    Man {
+        #[arg(default_value = "man")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -98,7 +109,10 @@ pub enum Compat {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("output").required(true).args(["dest", "tar"])))]
+#[command(
+    group(ArgGroup::new("output").required(true).args(["dest", "tar"])),
+    override_usage = "cryptbak export [OPTIONS] <SRC> <DEST>\n       cryptbak export [OPTIONS] --tar <FILE> <SRC>"
+)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub key: KeyArgs,
@@ -111,6 +125,30 @@ pub struct ExportArgs {
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
 
+    /// Show what would be written and deleted, change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Also re-encrypt files whose size and mtime match and compare the bytes
+    #[arg(long)]
+    pub checksum: bool,
+
+    /// Keep destination entries that are no longer in the source
+    #[arg(long)]
+    pub no_delete: bool,
+
+    /// Delete nothing (and say so) if more than N entries would be deleted
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
+
+    /// List every change, rsync --itemize-changes style, on stdout
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print changes, problems and the final summary as JSON lines on stdout
+    #[arg(long)]
+    pub json: bool,
+
     /// Print only errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -118,13 +156,15 @@ pub struct ExportArgs {
     /// The plaintext directory to back up
     pub src: PathBuf,
 
-    /// Where to write the encrypted view (created if missing; must be empty or a previous export)
+    /// Where to write the encrypted view: created if missing; if it exists it must be empty
+    /// or an earlier export with the same key, and is updated to exactly the current view
     pub dest: Option<PathBuf>,
 
     /// Write the encrypted view as one tar archive to FILE (`-` for standard output) instead of into DEST
     #[arg(
         long,
         value_name = "FILE",
+        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "verbose", "json"],
         long_help = "Write the encrypted view as one POSIX (pax) tar archive to FILE, or to standard \
 output with `-`, instead of into a directory DEST; nothing is stored anywhere else. Extracting it \
 (GNU tar or bsdtar, as root) gives exactly the tree `cryptbak export SRC DEST` writes, and a plain \

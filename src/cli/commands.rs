@@ -1,14 +1,15 @@
 //! The subcommands: turn parsed arguments into library calls.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cryptbak::config::{Config, Format, InitOptions};
 use cryptbak::cryptor::Cryptor;
 use cryptbak::keys::MasterKey;
-use cryptbak::names::{CONF_NAME, DIRIV_NAME, REVERSE_CONF_NAME};
-use cryptbak::sink::dir::DirSink;
+use cryptbak::names::REVERSE_CONF_NAME;
+use cryptbak::sink::dir::{DestLock, DirOptions, DirSink};
+use cryptbak::sync;
 use cryptbak::view::{View, ViewOptions, ViewVersion};
 use cryptbak::walk::{self, Summary};
 use cryptbak::{Error, Result};
@@ -16,7 +17,7 @@ use cryptbak::{Error, Result};
 use super::args::{Compat, ExportArgs, InitArgs, KeyArgs, PasswordArgs};
 use super::exit;
 use super::password::{read_master_key, PasswordSource};
-use super::report::{self, show_path, StderrReport};
+use super::report::{self, show_path, Output, StderrReport};
 
 fn password_source(p: &PasswordArgs, confirm: bool) -> PasswordSource {
     if !p.passfile.is_empty() {
@@ -123,29 +124,24 @@ fn set_threads(jobs: Option<usize>) {
     let _ = b.build_global();
 }
 
-/// A destination must be empty, missing, or look like an earlier export: never write
-/// ciphertext into (and later delete from) a directory of unrelated files.
-fn check_dest(dest: &Path) -> Result<()> {
-    let mut entries = match std::fs::read_dir(dest) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dest, e)),
-    };
-    if entries.next().is_none() {
-        return Ok(());
-    }
-    if dest.join(CONF_NAME).exists() || dest.join(DIRIV_NAME).exists() {
-        return Ok(());
-    }
-    Err(Error::invalid(
-        dest,
-        "destination is not empty and does not look like a cryptbak or gocryptfs -reverse copy (no gocryptfs.conf); refusing to write into it",
-    ))
-}
-
+/// Whether one path lies inside the other (the destination need not exist yet).
 fn same_place(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => y.starts_with(&x) || x.starts_with(&y),
+    fn resolve(p: &Path) -> Option<PathBuf> {
+        let mut missing = Vec::new();
+        let mut cur = p.to_path_buf();
+        loop {
+            if let Ok(c) = cur.canonicalize() {
+                return Some(missing.iter().rev().fold(c, |acc, part| acc.join(part)));
+            }
+            missing.push(cur.file_name()?.to_os_string());
+            cur = match cur.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+        }
+    }
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => y.starts_with(&x) || x.starts_with(&y),
         _ => false,
     }
 }
@@ -158,13 +154,10 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     if let Some(tar) = &a.tar {
         super::tar::check_output(tar, &a.src)?;
     }
-    if let Some(dest) = &a.dest {
-        if dest.exists() && same_place(&a.src, dest) {
-            return Err(Error::Usage(
-                "DEST must not be inside SRC (or SRC inside DEST)".into(),
-            ));
-        }
-        check_dest(dest)?;
+    if a.dest.as_ref().is_some_and(|dest| same_place(&a.src, dest)) {
+        return Err(Error::Usage(
+            "DEST must not be inside SRC (or SRC inside DEST)".into(),
+        ));
     }
     let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
     if !unlocked.format.aes_siv {
@@ -189,15 +182,50 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         },
     };
     let view = View::new(a.src.clone(), cryptor, opts);
-    let progress = StderrReport { quiet: a.quiet };
     let Some(dest) = &a.dest else {
         let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
+        let progress = StderrReport {
+            quiet: a.quiet,
+            output: Output::Quiet,
+        };
         return super::tar::export(&view, tar, &progress, a.quiet, started);
     };
-    let sink = DirSink::new(dest.clone());
+
+    if !a.dry_run {
+        std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    }
+    let _lock = if dest.exists() {
+        Some(DestLock::acquire(dest)?)
+    } else {
+        None
+    };
+    sync::check_dest_key(dest, &view)?;
+
+    let sink = DirSink::new(
+        dest.clone(),
+        DirOptions {
+            dry_run: a.dry_run,
+            checksum: a.checksum,
+            delete: !a.no_delete,
+            max_delete: a.max_delete,
+        },
+    );
+    let output = if a.json {
+        Output::Json
+    } else if a.verbose || a.dry_run {
+        Output::Itemize
+    } else {
+        Output::Quiet
+    };
+    let progress = StderrReport {
+        quiet: a.quiet,
+        output,
+    };
     let summary = walk::export(&view, &sink, &progress)?;
-    if !a.quiet {
-        print_summary(&summary, started, dest);
+    if a.json {
+        print_json_summary(&summary, started);
+    } else if !a.quiet {
+        print_summary(&summary, started, dest, a.dry_run);
     }
     Ok(if summary.errors > 0 {
         exit::PARTIAL
@@ -206,26 +234,78 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     })
 }
 
-fn print_summary(s: &Summary, started: Instant, dest: &Path) {
+fn print_summary(s: &Summary, started: Instant, dest: &Path, dry_run: bool) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes_read as f64 / 1e6;
     eprintln!(
-        "cryptbak: exported {} files, {} dirs, {} symlinks, {} special, {} hard links into {} \
-({:.1} MB read, {:.1} MB written, {:.2} s, {:.0} MB/s){}",
+        "cryptbak: {}{} files, {} dirs, {} symlinks, {} special, {} hard links in {}: \
+{} written, {} metadata only, {} unchanged, {} deleted; {:.1} MB read, {:.1} MB written, {:.2} s, {:.0} MB/s{}",
+        if dry_run { "DRY RUN, nothing changed: " } else { "" },
         s.files,
         s.dirs,
         s.symlinks,
         s.specials,
         s.hard_links,
         show_path(dest),
+        s.written,
+        s.metadata_only,
+        s.unchanged,
+        s.deleted,
         mb,
         s.bytes_written as f64 / 1e6,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
-        if s.errors > 0 {
-            format!("; {} ERRORS, the backup is incomplete", s.errors)
-        } else {
-            String::new()
-        }
+        if s.errors > 0 { format!("; {} ERRORS, the backup is incomplete", s.errors) } else { String::new() }
     );
+}
+
+fn print_json_summary(s: &Summary, started: Instant) {
+    let v = serde_json::json!({
+        "event": "summary",
+        "files": s.files,
+        "dirs": s.dirs,
+        "symlinks": s.symlinks,
+        "specials": s.specials,
+        "virtual_files": s.virtual_files,
+        "hard_links": s.hard_links,
+        "written": s.written,
+        "metadata_only": s.metadata_only,
+        "unchanged": s.unchanged,
+        "deleted": s.deleted,
+        "bytes_read": s.bytes_read,
+        "bytes_written": s.bytes_written,
+        "warnings": s.warnings,
+        "errors": s.errors,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{v}");
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    use clap::CommandFactory;
+    let mut cmd = super::args::Cli::command();
+    clap_complete::generate(shell, &mut cmd, "cryptbak", &mut std::io::stdout());
+    Ok(exit::OK)
+}
+
+/// Man pages generated from the clap definitions, so they never drift from `--help`
+/// (a test regenerates them and compares with the committed `man/`).
+pub fn man_pages(dir: &Path) -> Result<i32> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cmd = super::args::Cli::command();
+    let render = |c: clap::Command, name: &str| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c)
+            .render(&mut out)
+            .map_err(|e| Error::io(&path, e))?;
+        std::fs::write(&path, out).map_err(|e| Error::io(&path, e))
+    };
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("cryptbak-{}", sub.get_name());
+        render(sub.clone().name(name.clone()), &name)?;
+    }
+    render(cmd, "cryptbak")?;
+    Ok(exit::OK)
 }

@@ -1,1 +1,7 @@
+mod cli;
+mod gocryptfs;
+mod incremental;
+mod interop_export;
 mod tar;
+mod tree;
+mod util;

@@ -1,0 +1,206 @@
+//! The command line as a user meets it: help, man pages, error messages and exit codes.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn setup(label: &str) -> (TestDir, std::path::PathBuf, std::path::PathBuf) {
+    let t = TestDir::new(label);
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("file"), b"hello").unwrap();
+    let pw = write_passfile(t.path());
+    run_ok(
+        cryptbak()
+            .args(["init", "-q", "--scryptn", "10", "--passfile"])
+            .arg(&pw)
+            .arg(&src),
+    );
+    (t, src, pw)
+}
+
+#[test]
+fn man_pages_are_generated_from_the_current_cli() {
+    let t = TestDir::new("man");
+    run_ok(cryptbak().arg("man").arg(t.path()));
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let mut names: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert!(
+        names.iter().any(|n| n == "cryptbak.1") && names.len() >= 3,
+        "{names:?}"
+    );
+    for n in &names {
+        let fresh = fs::read(t.path().join(n)).unwrap();
+        let old = fs::read(committed.join(n)).unwrap_or_default();
+        assert!(
+            fresh == old,
+            "man/{} is out of date: run `cargo run -- man man` and commit the result",
+            n.to_string_lossy()
+        );
+    }
+}
+
+#[test]
+fn help_documents_exit_codes_and_completions_work() {
+    let out = run_ok(cryptbak().arg("--help"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("12 wrong password") && text.contains("23 config"),
+        "{text}"
+    );
+    let out = run_ok(cryptbak().args(["completions", "bash"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cryptbak"));
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let out = run_code(cryptbak().args(["export", "--no-such-flag"]), 64);
+    assert!(stderr(&out).contains("--no-such-flag"));
+    run_code(cryptbak().arg("export"), 64);
+}
+
+#[test]
+fn wrong_password_exits_12_and_writes_nothing() {
+    let (t, src, _) = setup("wrongpw");
+    let bad = t.join("bad");
+    fs::write(&bad, "not the password\n").unwrap();
+    let dest = t.join("dest");
+    let out = run_code(
+        cryptbak()
+            .arg("export")
+            .arg("--passfile")
+            .arg(&bad)
+            .arg(&src)
+            .arg(&dest),
+        12,
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains("wrong password"), "{err}");
+    assert!(
+        !err.contains("not the password"),
+        "the password leaked into the message: {err}"
+    );
+    assert!(
+        !dest.exists(),
+        "something was written with a wrong password"
+    );
+}
+
+#[test]
+fn missing_or_broken_config_exits_23_naming_the_file() {
+    let (t, src, pw) = setup("conf");
+    let conf = src.join(".gocryptfs.reverse.conf");
+    let good = fs::read(&conf).unwrap();
+
+    fs::remove_file(&conf).unwrap();
+    let out = run_code(&mut export_cmd(&src, &t.join("d1"), &pw, &[]), 23);
+    assert!(
+        stderr(&out).contains(".gocryptfs.reverse.conf") && stderr(&out).contains("cryptbak init"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Truncated, and with an unknown feature flag: refused, the file named.
+    fs::write(&conf, &good[..good.len() / 2]).unwrap();
+    let out = run_code(&mut export_cmd(&src, &t.join("d2"), &pw, &[]), 23);
+    assert!(
+        stderr(&out).contains(".gocryptfs.reverse.conf"),
+        "{}",
+        stderr(&out)
+    );
+    let text = String::from_utf8(good.clone())
+        .unwrap()
+        .replace("\"AESSIV\"", "\"AESSIV\",\n\t\t\"Teleport\"");
+    fs::write(&conf, text).unwrap();
+    let out = run_code(&mut export_cmd(&src, &t.join("d3"), &pw, &[]), 23);
+    assert!(
+        stderr(&out).contains("unknown feature flag \"Teleport\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // A config with an absurd scrypt cost is refused at once, not after hours.
+    let text = String::from_utf8(good)
+        .unwrap()
+        .replace("\"N\": 1024", "\"N\": 1073741824");
+    fs::write(&conf, text).unwrap();
+    let started = std::time::Instant::now();
+    let out = run_code(&mut export_cmd(&src, &t.join("d4"), &pw, &[]), 23);
+    assert!(started.elapsed().as_secs() < 10);
+    assert!(stderr(&out).contains("scrypt cost"), "{}", stderr(&out));
+}
+
+#[test]
+fn gocryptfs_single_dash_options_and_masterkey_warning() {
+    let (t, src, pw) = setup("dash");
+    let dest = t.join("dest");
+    run_ok(
+        cryptbak()
+            .arg("export")
+            .arg("-passfile")
+            .arg(&pw)
+            .arg("-q")
+            .arg(&src)
+            .arg(&dest),
+    );
+    assert!(dest.join("gocryptfs.conf").exists());
+
+    let out = run_code(
+        cryptbak()
+            .args(["export", "--masterkey", "00"])
+            .arg(&src)
+            .arg(t.join("d2")),
+        64,
+    );
+    assert!(stderr(&out).contains("64 hex digits"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("visible to other users"),
+        "no ps warning: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_dest_inside_src_is_refused() {
+    let (t, src, pw) = setup("init");
+    let conf = src.join(".gocryptfs.reverse.conf");
+    let before = fs::read(&conf).unwrap();
+    let out = run_code(
+        cryptbak().args(["init", "--passfile"]).arg(&pw).arg(&src),
+        1,
+    );
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(fs::read(&conf).unwrap(), before);
+    let out = run_code(&mut export_cmd(&src, &src.join("inner"), &pw, &[]), 64);
+    assert!(stderr(&out).contains("inside"), "{}", stderr(&out));
+    drop(t);
+}
+
+#[test]
+fn too_long_symlink_is_reported_and_the_rest_exported() {
+    let (t, src, pw) = setup("partial");
+    // gocryptfs cannot show a target whose encryption exceeds 4096 bytes either.
+    std::os::unix::fs::symlink("x".repeat(3100), src.join("toolong")).unwrap();
+    let dest = t.join("dest");
+    let out = run_code(&mut export_cmd(&src, &dest, &pw, &[]), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("toolong") && err.contains("symlink target too long"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ERRORS"),
+        "summary does not say the backup is incomplete: {err}"
+    );
+    assert!(dest.join("gocryptfs.conf").exists());
+}

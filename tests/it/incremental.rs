@@ -1,0 +1,439 @@
+//! Incremental export into an existing destination (issue: cron + rsync preparation):
+//! after every kind of change, the updated destination must equal a fresh export, and
+//! what did not change must not be touched (same inode, mtime and ctime).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::tree::{build_many_files, build_varied, compare_trees, scan, Builder, VariedOpts};
+use crate::util::*;
+
+fn init(src: &Path, pw: &Path) {
+    run_ok(
+        cryptbak()
+            .args(["init", "-q", "--scryptn", "10", "--passfile"])
+            .arg(pw)
+            .arg(src),
+    );
+}
+
+/// Export into `dest` (incrementally) and into a fresh directory; both must be equal.
+fn export_and_check(src: &Path, dest: &Path, pw: &Path, step: &str) -> String {
+    let out = run_ok(&mut export_cmd(src, dest, pw, &[OsStr::new("-v")]));
+    let fresh = TestDir::new("fresh");
+    let fresh_dest = fresh.join("d");
+    export_ok(src, &fresh_dest, pw, &[]);
+    let diffs = compare_trees(dest, &fresh_dest);
+    assert!(
+        diffs.is_empty(),
+        "after {step}: incremental differs from a fresh export:\n{}",
+        diffs.join("\n")
+    );
+    let leftovers: Vec<_> = scan(dest)
+        .into_keys()
+        .filter(|p| esc(p).contains(".cryptbak-tmp-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "after {step}: temp files left: {leftovers:?}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (inode, mtime, mtime_nsec, ctime, ctime_nsec) of every destination entry.
+type Stamps = BTreeMap<Vec<u8>, (u64, i64, i64, i64, i64)>;
+
+fn stamps(root: &Path) -> Stamps {
+    let mut v = Vec::new();
+    crate::tree::walk(root, b"", &mut v);
+    v.into_iter()
+        .map(|(p, m)| {
+            (
+                p,
+                (
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn p(b: &Builder, rel: &str) -> std::path::PathBuf {
+    b.p(rel.as_bytes())
+}
+
+#[test]
+fn incremental_equals_fresh_export_after_every_kind_of_change() {
+    let t = TestDir::new("incr");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    fs::create_dir(&src).unwrap();
+    let pw = write_passfile(t.path());
+    let mut b = build_varied(
+        &src,
+        VariedOpts {
+            seed: 7,
+            root_gocryptfs_conf: false,
+        },
+    );
+    b.dir(b"work/sub");
+    b.file(b"work/a.txt", b"alpha");
+    b.file(b"work/sub/b.txt", b"beta");
+    b.rfile(b"work/big.bin", 300_000);
+    init(&src, &pw);
+    export_and_check(&src, &dest, &pw, "first export");
+
+    let long = "L".repeat(200);
+    type Step<'a> = (&'a str, Box<dyn Fn(&mut Builder) + 'a>);
+    let steps: Vec<Step> = vec![
+        (
+            "content change, same size",
+            Box::new(|b| b.file(b"work/a.txt", b"ALPHA")),
+        ),
+        (
+            "append",
+            Box::new(|b| b.file(b"work/big.bin", &[7u8; 300_001])),
+        ),
+        ("new file", Box::new(|b| b.file(b"work/new.txt", b"new"))),
+        (
+            "delete file",
+            Box::new(|b| fs::remove_file(p(b, "work/new.txt")).unwrap()),
+        ),
+        (
+            "rename file",
+            Box::new(|b| fs::rename(p(b, "work/a.txt"), p(b, "work/a2.txt")).unwrap()),
+        ),
+        (
+            "rename dir",
+            Box::new(|b| fs::rename(p(b, "work/sub"), p(b, "work/sub2")).unwrap()),
+        ),
+        ("chmod only", Box::new(|b| b.chmod(b"work/a2.txt", 0o640))),
+        (
+            "mtime only",
+            Box::new(|b| {
+                let f = p(b, "work/sub2/b.txt");
+                let m = fs::metadata(&f).unwrap();
+                crate::tree::set_mtime(&f, &m, 1_600_000_000, 123);
+            }),
+        ),
+        (
+            "file replaced by dir",
+            Box::new(|b| {
+                fs::remove_file(p(b, "work/a2.txt")).unwrap();
+                b.dir(b"work/a2.txt");
+                b.file(b"work/a2.txt/inner", b"x");
+            }),
+        ),
+        (
+            "dir replaced by file",
+            Box::new(|b| {
+                fs::remove_dir_all(p(b, "work/a2.txt")).unwrap();
+                b.file(b"work/a2.txt", b"file again");
+            }),
+        ),
+        (
+            "symlink retargeted",
+            Box::new(|b| {
+                b.symlink(b"work/ln", b"one");
+                let _ = fs::remove_file(p(b, "work/ln"));
+                b.symlink(b"work/ln", b"two");
+            }),
+        ),
+        (
+            "long-named dir added",
+            Box::new(move |b| {
+                b.dir(format!("work/{long}").as_bytes());
+                b.file(format!("work/{long}/f").as_bytes(), b"in long dir");
+            }),
+        ),
+        (
+            "long-named dir removed",
+            Box::new(|b| fs::remove_dir_all(p(b, &format!("work/{}", "L".repeat(200)))).unwrap()),
+        ),
+        (
+            "whole subtree removed",
+            Box::new(|b| fs::remove_dir_all(p(b, "work")).unwrap()),
+        ),
+    ];
+    for (name, change) in &steps {
+        let before = stamps(&dest);
+        change(&mut b);
+        let out = export_and_check(&src, &dest, &pw, name);
+        assert!(!out.trim().is_empty(), "after {name}: -v listed no change");
+        // Entries whose view path and attributes are unchanged must keep inode, mtime
+        // and ctime: nothing rewrote or even chmod-ed them. Directories on the changed
+        // path and their diriv files legitimately change.
+        let after = stamps(&dest);
+        let listed: Vec<&str> = out.lines().filter_map(|l| l.get(12..)).collect();
+        for (path, old) in &before {
+            let Some(new) = after.get(path) else { continue };
+            let shown = String::from_utf8_lossy(path);
+            let is_dir = fs::symlink_metadata(dest.join(os(path))).unwrap().is_dir();
+            if is_dir || listed.iter().any(|l| *l == shown) {
+                continue;
+            }
+            assert_eq!(
+                old,
+                new,
+                "after {name}: {} was touched but not listed as changed",
+                esc(path)
+            );
+        }
+    }
+}
+
+#[test]
+fn no_change_run_touches_nothing_and_reports_nothing() {
+    let t = TestDir::new("nochange");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    fs::create_dir(&src).unwrap();
+    let pw = write_passfile(t.path());
+    build_varied(
+        &src,
+        VariedOpts {
+            seed: 3,
+            root_gocryptfs_conf: false,
+        },
+    );
+    init(&src, &pw);
+    export_ok(&src, &dest, &pw, &[]);
+    let before = stamps(&dest);
+    let out = run_ok(&mut export_cmd(&src, &dest, &pw, &[OsStr::new("--json")]));
+    assert_eq!(
+        before,
+        stamps(&dest),
+        "a no-change run modified the destination"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let summary = lines
+        .iter()
+        .find(|v| v["event"] == "summary")
+        .expect("summary line");
+    assert_eq!(summary["written"], 0, "{summary}");
+    assert_eq!(summary["deleted"], 0, "{summary}");
+    assert!(summary["unchanged"].as_u64().unwrap() > 50, "{summary}");
+    assert!(
+        lines.iter().all(|v| v["event"] != "change"),
+        "changes reported: {lines:?}"
+    );
+}
+
+#[test]
+fn dry_run_lists_changes_and_changes_nothing() {
+    let t = TestDir::new("dry");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    fs::create_dir(&src).unwrap();
+    let mut b = Builder::new(&src, 1);
+    b.dir(b"d");
+    b.file(b"d/keep", b"keep");
+    b.file(b"d/gone", b"gone");
+    b.file(b"d/grow", b"grow");
+    init(&src, &pw);
+    export_ok(&src, &dest, &pw, &[]);
+    fs::remove_file(b.p(b"d/gone")).unwrap();
+    b.file(b"d/grow", b"grown bigger");
+    b.file(b"d/new", b"new");
+    let before = stamps(&dest);
+    let out = run_ok(&mut export_cmd(&src, &dest, &pw, &[OsStr::new("-n")]));
+    assert_eq!(before, stamps(&dest), "--dry-run modified the destination");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let kinds: Vec<&str> = text.lines().map(|l| &l[..11]).collect();
+    assert!(
+        kinds.contains(&">f+++++++++"),
+        "no creation listed:\n{text}"
+    );
+    assert!(
+        kinds.iter().any(|k| k.starts_with(">f.s")),
+        "no size change listed:\n{text}"
+    );
+    assert!(
+        kinds.contains(&"*deleting  "),
+        "no deletion listed:\n{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DRY RUN"));
+}
+
+#[test]
+fn deletion_limits() {
+    let t = TestDir::new("maxdel");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    build_many_files(&src, 2, 10);
+    init(&src, &pw);
+    export_ok(&src, &dest, &pw, &[]);
+    let before = scan(&dest).len();
+    for e in fs::read_dir(&src).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            fs::remove_dir_all(e.path()).unwrap();
+        }
+    }
+    // Over the limit: nothing deleted, the run says so and exits 2.
+    let out = run_code(
+        &mut export_cmd(
+            &src,
+            &dest,
+            &pw,
+            &[OsStr::new("--max-delete"), OsStr::new("3")],
+        ),
+        2,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-delete 3"),
+        "{}",
+        show_output(&out)
+    );
+    assert_eq!(scan(&dest).len(), before, "--max-delete deleted something");
+    // --no-delete keeps them too; a plain run then removes them.
+    run_ok(&mut export_cmd(
+        &src,
+        &dest,
+        &pw,
+        &[OsStr::new("--no-delete")],
+    ));
+    assert_eq!(scan(&dest).len(), before);
+    export_and_check(&src, &dest, &pw, "deleting");
+    assert!(scan(&dest).len() < before);
+}
+
+#[test]
+fn refuses_destinations_that_are_not_ours() {
+    let t = TestDir::new("foreign");
+    let src = t.join("src");
+    let pw = write_passfile(t.path());
+    fs::create_dir(&src).unwrap();
+    let mut b = Builder::new(&src, 1);
+    b.file(b"a", b"some content");
+    init(&src, &pw);
+
+    // A directory of unrelated files: refused, untouched.
+    let other = t.join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(
+        other.join("precious.txt"),
+        b"do not delete me, I am long enough",
+    )
+    .unwrap();
+    let out = run_code(&mut export_cmd(&src, &other, &pw, &[]), 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing"),
+        "{}",
+        show_output(&out)
+    );
+    assert_eq!(
+        fs::read(other.join("precious.txt")).unwrap(),
+        b"do not delete me, I am long enough"
+    );
+
+    // A backup of the same tree under another key (another init): refused too.
+    let src2 = t.join("src2");
+    fs::create_dir(&src2).unwrap();
+    let mut b2 = Builder::new(&src2, 1);
+    b2.file(b"a", b"some content");
+    init(&src2, &pw);
+    let dest2 = t.join("dest2");
+    export_ok(&src2, &dest2, &pw, &[]);
+    let before = stamps(&dest2);
+    let out = run_code(&mut export_cmd(&src, &dest2, &pw, &[]), 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not encrypted with this key"),
+        "{}",
+        show_output(&out)
+    );
+    assert_eq!(before, stamps(&dest2));
+}
+
+#[test]
+fn concurrent_runs_are_locked_out() {
+    let t = TestDir::new("lock");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    fs::create_dir(&src).unwrap();
+    Builder::new(&src, 1).file(b"a", b"x");
+    init(&src, &pw);
+    export_ok(&src, &dest, &pw, &[]);
+    let mut holder = Command::new("flock")
+        .arg(&dest)
+        .args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run_code(&mut export_cmd(&src, &dest, &pw, &[]), 1);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another cryptbak export"),
+        "{}",
+        show_output(&out)
+    );
+}
+
+#[test]
+fn killed_runs_converge_to_a_fresh_export() {
+    let t = TestDir::new("crash");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    let mut b = build_many_files(&src, 20, 100);
+    b.rfile(b"big1", 20 << 20);
+    b.rfile(b"big2", 20 << 20);
+    init(&src, &pw);
+    for (i, delay_ms) in [5u64, 20, 60, 150, 400].into_iter().enumerate() {
+        // Something new before each crash, so every run has work to do.
+        b.rfile(format!("changed-{i}").as_bytes(), 100_000);
+        let mut child = export_cmd(
+            &src,
+            &dest,
+            &pw,
+            &[OsStr::new("-q"), OsStr::new("-j"), OsStr::new("2")],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever sits under a final name must be complete: byte-identical to what a
+        // fresh export writes there (the source did not change during the run).
+        if !dest.exists() {
+            continue; // killed before it created anything
+        }
+        let fresh = TestDir::new("crash-fresh");
+        let fresh_dest = fresh.join("d");
+        export_ok(&src, &fresh_dest, &pw, &[]);
+        for (path, m) in scan(&dest) {
+            let name = esc(&path);
+            if name.contains(".cryptbak-tmp-") || m.mode & 0o170000 != 0o100000 {
+                continue;
+            }
+            let got = fs::read(dest.join(os(&path))).unwrap();
+            let want = fs::read(fresh_dest.join(os(&path))).unwrap_or_else(|_| {
+                panic!("kill after {delay_ms} ms: {name} is not in a fresh export")
+            });
+            assert!(
+                got == want,
+                "kill after {delay_ms} ms: {name} is under its final name but incomplete or wrong"
+            );
+        }
+    }
+    export_and_check(&src, &dest, &pw, "reruns after kill -9");
+}
