@@ -550,75 +550,322 @@ impl<'a, W: Write> TarExport<'a, W> {
         else {
             unreachable!("only regular files are written inline")
         };
-        let plain_size = *plain_size;
-        let file = match open_regular(&e.source) {
+        let mut file = match open_regular(&e.source) {
             Ok(f) => f,
             Err(err) => {
                 self.skip(e, format!("cannot open: {err}"));
                 return Ok(None);
             }
         };
-        let declared = cipher_size(plain_size);
+        let declared = cipher_size(*plain_size);
         self.header(e, &member_path(&e.cpath, false), Kind::File, declared, b"")?;
-        let start = self.tar.position();
-        let mut src = file.take(plain_size);
-        let mut out = Watch {
-            inner: &mut self.tar,
-            failed: false,
-        };
-        let result = self
-            .enc
-            .encrypt(&FileIvs::for_path(iv_path), &mut src, &mut out);
-        if out.failed {
-            let err = result.expect_err("a failed write fails the encryption");
-            return Err(self.output_error(err));
-        }
-        let read = plain_size - src.limit();
-        let written = self.tar.position() - start;
-        let problem = match result {
-            Err(err) => Some(format!(
-                "read error after {read} of {plain_size} bytes: {err}; the rest of its tar entry is filler that fails authentication, so a restore reports this file as damaged"
-            )),
-            Ok(_) if read < plain_size => Some(changed_message(
-                plain_size,
-                read,
-                "the rest of its tar entry is filler that fails authentication, so a restore reports this file as damaged",
-            )),
-            Ok(_) => {
-                let mut probe = [0u8; 1];
-                match src.into_inner().read(&mut probe) {
-                    Ok(1) => Some(changed_message(
-                        plain_size,
-                        plain_size + 1,
-                        &format!("archived its first {plain_size} bytes"),
-                    )),
-                    _ => None,
-                }
-            }
-        };
-        if written < declared {
-            self.tar
-                .fill(FILLER, declared - written)
-                .map_err(|err| self.output_error(err))?;
-        }
-        self.tar.pad().map_err(|err| self.output_error(err))?;
+        let ivs = FileIvs::for_path(iv_path);
+        let streamed = stream_file(&mut self.tar, &mut self.enc, &ivs, &mut file, *plain_size)
+            .map_err(|err| self.output_error(err))?;
         self.summary.files += 1;
-        self.summary.bytes_read += read;
-        if let Some(msg) = problem {
+        self.summary.bytes_read += streamed.read;
+        if let Some(msg) = streamed.problem {
             self.report(Problem::error(&e.source, msg));
         }
         Ok(Some(declared))
     }
 }
 
+/// What [`stream_file`] read.
+#[derive(Debug)]
+struct Streamed {
+    read: u64,
+    /// Set when the source did not give exactly `plain_size` bytes.
+    problem: Option<String>,
+}
+
+/// Write exactly `cipher_size(plain_size)` bytes of member data for `src`, then pad the
+/// member: the encryption of at most `plain_size` bytes of `src`, and [`FILLER`] where
+/// `src` ran short or failed. Only errors writing `tar` are returned.
+fn stream_file<W: Write>(
+    tar: &mut TarWriter<W>,
+    enc: &mut FileEncryptor,
+    ivs: &FileIvs,
+    src: &mut impl Read,
+    plain_size: u64,
+) -> io::Result<Streamed> {
+    let declared = cipher_size(plain_size);
+    let start = tar.position();
+    let mut limited = (&mut *src).take(plain_size);
+    let mut out = Watch {
+        inner: &mut *tar,
+        failed: false,
+    };
+    let result = enc.encrypt(ivs, &mut limited, &mut out);
+    if out.failed {
+        return Err(result.expect_err("a failed write fails the encryption"));
+    }
+    let read = plain_size - limited.limit();
+    const DAMAGED: &str = "the rest of its tar entry is filler that fails authentication, so a restore reports this file as damaged";
+    let problem = match result {
+        Err(err) => Some(format!(
+            "read error after {read} of {plain_size} bytes: {err}; {DAMAGED}"
+        )),
+        Ok(_) if read < plain_size => Some(changed_message(plain_size, read, DAMAGED)),
+        Ok(_) => {
+            let mut probe = [0u8; 1];
+            match src.read(&mut probe) {
+                Ok(1) => Some(changed_message(
+                    plain_size,
+                    plain_size + 1,
+                    &format!("archived its first {plain_size} bytes"),
+                )),
+                _ => None,
+            }
+        }
+    };
+    let written = tar.position() - start;
+    if written < declared {
+        tar.fill(FILLER, declared - written)?;
+    }
+    tar.pad()?;
+    Ok(Streamed { read, problem })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::{open_block, BLOCK_OVERHEAD};
+    use crate::keys::{siv_key, MasterKey};
 
     #[test]
     fn member_paths() {
         assert_eq!(member_path(b"", true), b"./");
         assert_eq!(member_path(b"a/b", true), b"./a/b/");
         assert_eq!(member_path(b"a/b", false), b"./a/b");
+    }
+
+    fn cipher() -> ContentCipher {
+        ContentCipher::new(siv_key(&MasterKey::from_bytes([0; 32]), true))
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// Gives `data`, then fails with EIO if `fail` is set (else EOF).
+    struct Source {
+        data: Vec<u8>,
+        pos: usize,
+        fail: bool,
+    }
+
+    impl Read for Source {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.data.len() {
+                return if self.fail {
+                    Err(io::Error::from_raw_os_error(nix::libc::EIO))
+                } else {
+                    Ok(0)
+                };
+            }
+            let n = buf.len().min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    /// Stream `src` as a file of `plain_size` bytes; returns the member data
+    /// (without the padding) and what `stream_file` reported.
+    fn stream(c: &ContentCipher, src: Source, plain_size: u64) -> (Vec<u8>, Streamed) {
+        let mut tar = TarWriter::new(Vec::new());
+        let mut src = src;
+        let ivs = FileIvs::for_path(b"some/file");
+        let s = stream_file(
+            &mut tar,
+            &mut FileEncryptor::new(c),
+            &ivs,
+            &mut src,
+            plain_size,
+        )
+        .unwrap();
+        let mut out = tar.into_inner();
+        assert_eq!(out.len() % 512, 0, "member padded to whole blocks");
+        let declared = cipher_size(plain_size) as usize;
+        assert!(out[declared..].iter().all(|&b| b == 0), "padding is zeros");
+        out.truncate(declared);
+        (out, s)
+    }
+
+    /// Which ciphertext blocks authenticate and decrypt to `plain`'s blocks.
+    fn good_blocks(c: &ContentCipher, member: &[u8], plain: &[u8]) -> Vec<bool> {
+        let ivs = FileIvs::for_path(b"some/file");
+        let mut siv = c.siv();
+        let header_ok = member[..HEADER_LEN] == content::header(&ivs.file_id);
+        member[HEADER_LEN..]
+            .chunks(CIPHER_BLOCK_SIZE)
+            .enumerate()
+            .map(|(n, block)| {
+                let mut out = vec![0u8; block.len() - BLOCK_OVERHEAD];
+                header_ok
+                    && open_block(&mut siv, &ivs.file_id, n as u64, block, &mut out)
+                    && plain.get(n * BLOCK_SIZE..n * BLOCK_SIZE + out.len()) == Some(&out[..])
+            })
+            .collect()
+    }
+
+    const SIZE: usize = 3 * BLOCK_SIZE + 100;
+
+    #[test]
+    fn complete_file_is_plain_encryption() {
+        let c = cipher();
+        let plain = data(SIZE);
+        let src = Source {
+            data: plain.clone(),
+            pos: 0,
+            fail: false,
+        };
+        let (member, s) = stream(&c, src, SIZE as u64);
+        assert!(s.problem.is_none());
+        assert_eq!(s.read, SIZE as u64);
+        assert_eq!(good_blocks(&c, &member, &plain), [true; 4]);
+    }
+
+    #[test]
+    fn shrunk_file_keeps_declared_size_and_poisons_the_missing_blocks() {
+        let c = cipher();
+        let plain = data(SIZE);
+        // Only one and a half blocks are left when the file is read.
+        let src = Source {
+            data: plain[..BLOCK_SIZE + 2000].to_vec(),
+            pos: 0,
+            fail: false,
+        };
+        let (member, s) = stream(&c, src, SIZE as u64);
+        assert_eq!(member.len() as u64, cipher_size(SIZE as u64));
+        assert_eq!(
+            good_blocks(&c, &member, &plain),
+            [true, false, false, false]
+        );
+        assert!(member[member.len() - 100..].iter().all(|&b| b == FILLER));
+        let msg = s.problem.unwrap();
+        assert!(
+            msg.contains("shrank") && msg.contains("fails authentication"),
+            "{msg}"
+        );
+        assert_eq!(s.read, (BLOCK_SIZE + 2000) as u64);
+    }
+
+    #[test]
+    fn file_gone_empty_gets_filler_from_the_header_on() {
+        let c = cipher();
+        let src = Source {
+            data: Vec::new(),
+            pos: 0,
+            fail: false,
+        };
+        let (member, s) = stream(&c, src, 10);
+        assert_eq!(member, vec![FILLER; cipher_size(10) as usize]);
+        assert!(content::parse_header(&member[..HEADER_LEN]).is_none());
+        assert!(s.problem.unwrap().contains("shrank"));
+    }
+
+    #[test]
+    fn read_error_keeps_declared_size_and_poisons_the_rest() {
+        let c = cipher();
+        let plain = data(SIZE);
+        let src = Source {
+            data: plain[..2 * BLOCK_SIZE + 5].to_vec(),
+            pos: 0,
+            fail: true,
+        };
+        let (member, s) = stream(&c, src, SIZE as u64);
+        assert_eq!(member.len() as u64, cipher_size(SIZE as u64));
+        // The first block is encrypted on its own before the big batch that fails.
+        assert_eq!(
+            good_blocks(&c, &member, &plain),
+            [true, false, false, false]
+        );
+        let msg = s.problem.unwrap();
+        assert!(msg.starts_with("read error after"), "{msg}");
+    }
+
+    #[test]
+    fn grown_file_archives_a_valid_prefix() {
+        let c = cipher();
+        let plain = data(SIZE + 5000);
+        let src = Source {
+            data: plain.clone(),
+            pos: 0,
+            fail: false,
+        };
+        let (member, s) = stream(&c, src, SIZE as u64);
+        assert_eq!(member.len() as u64, cipher_size(SIZE as u64));
+        assert_eq!(good_blocks(&c, &member, &plain[..SIZE]), [true; 4]);
+        let msg = s.problem.unwrap();
+        assert!(
+            msg.contains("grew") && msg.contains(&format!("first {SIZE} bytes")),
+            "{msg}"
+        );
+        assert_eq!(s.read, SIZE as u64);
+    }
+
+    #[test]
+    fn output_errors_are_returned_not_reported() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let c = cipher();
+        let mut tar = TarWriter::new(Full);
+        let mut src = Source {
+            data: data(100),
+            pos: 0,
+            fail: false,
+        };
+        let err = stream_file(
+            &mut tar,
+            &mut FileEncryptor::new(&c),
+            &FileIvs::for_path(b"x"),
+            &mut src,
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn small_files_are_sealed_like_the_streaming_encryptor() {
+        let c = cipher();
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0usize, 1, 4095, 4096, 4097, 3 * BLOCK_SIZE + 100] {
+            let path = dir.path().join(format!("f{size}"));
+            let plain = data(size);
+            std::fs::write(&path, &plain).unwrap();
+            let sealed = seal_small(&c, &path, b"iv/path", size as u64).unwrap();
+            let mut want = Vec::new();
+            FileEncryptor::new(&c)
+                .encrypt(&FileIvs::for_path(b"iv/path"), &mut &plain[..], &mut want)
+                .unwrap();
+            assert_eq!(sealed.bytes, want, "{size}");
+            assert!(sealed.problem.is_none());
+            // Listed bigger than it is: the header will state what was read.
+            let shrunk = seal_small(&c, &path, b"iv/path", size as u64 + 10).unwrap();
+            assert_eq!(shrunk.bytes, want);
+            assert!(shrunk.problem.unwrap().contains("shrank"));
+            if size > 0 {
+                // Listed smaller than it is: a valid encryption of the listed prefix.
+                let grown = seal_small(&c, &path, b"iv/path", size as u64 - 1).unwrap();
+                assert_eq!(grown.bytes.len() as u64, cipher_size(size as u64 - 1));
+                assert!(grown.problem.unwrap().contains("grew"));
+            }
+        }
+        let err = seal_small(&c, &dir.path().join("missing"), b"x", 1)
+            .err()
+            .unwrap();
+        assert!(err.starts_with("cannot open"), "{err}");
+        let err = seal_small(&c, dir.path(), b"x", 1).err().unwrap();
+        assert!(err.contains("no longer a regular file"), "{err}");
     }
 }
