@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn non_utf8_long_names_are_marked_binary() {
         let mut long = b"./".to_vec();
-        long.extend(std::iter::repeat_n(0xff, 120));
+        long.extend([0xffu8; 120]);
         let mut out = Vec::new();
         encode_header(&file(&long), &mut out);
         assert!(pax_of_bytes(&out).starts_with(b"21 hdrcharset=BINARY\n"));
