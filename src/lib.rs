@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod names;
 pub mod pathiv;
+pub mod pathmap;
 pub mod progress;
 pub mod sink;
 pub mod stream;

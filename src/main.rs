@@ -23,6 +23,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Cmd::Init(a) => commands::init(a),
         Cmd::Export(a) => commands::export(a),
+        Cmd::Info(a) => cli::inspect::info(a),
+        Cmd::EncryptPath(a) => cli::inspect::encrypt_path(a),
+        Cmd::DecryptPath(a) => cli::inspect::decrypt_path(a),
         Cmd::Completions { shell } => commands::completions(*shell),
         Cmd::Man { dir } => commands::man_pages(dir),
     };

@@ -19,8 +19,9 @@ use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX, REVERSE_CONF_NAME};
 use crate::pathiv::{self, Purpose};
 use crate::progress::Problem;
 
-/// gocryptfs (and Linux) cannot show a symlink target longer than PATH_MAX.
-pub const MAX_SHOWN_SYMLINK_TARGET: usize = 4096;
+/// The longest symlink target Linux can store (PATH_MAX less the NUL). gocryptfs lists
+/// a 4096-character target but cannot read it back (EIO), and nothing can copy it.
+pub const MAX_SHOWN_SYMLINK_TARGET: usize = 4095;
 
 const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
@@ -391,7 +392,7 @@ impl View {
                     return Err(Problem::error(
                         &source,
                         format!(
-                            "symlink target too long: encrypted it would be {} bytes, over gocryptfs's limit of {MAX_SHOWN_SYMLINK_TARGET} (targets of at most 3040 bytes fit); not backed up",
+                            "symlink target too long: encrypted it would be {} bytes, over the limit of {MAX_SHOWN_SYMLINK_TARGET} that gocryptfs and Linux can show (plaintext targets of at most 3039 bytes fit); not backed up",
                             shown.len()
                         ),
                     ));

@@ -26,6 +26,12 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into the directory DEST, or as a tar stream (--tar)
     Export(ExportArgs),
+    /// Show a config's settings and scrypt cost (no secrets; no password needed)
+    Info(InfoArgs),
+    /// Print the view path (ciphertext path) of a plaintext path, like gocryptfs's EncryptPath
+    EncryptPath(EncryptPathArgs),
+    /// Print the plaintext path of a path inside a backup, like gocryptfs's DecryptPath
+    DecryptPath(DecryptPathArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -97,6 +103,37 @@ pub struct InitArgs {
     pub src: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A source directory (.gocryptfs.reverse.conf), a backup (gocryptfs.conf), or a config file
+    pub path: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptPathArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The plaintext directory (its .gocryptfs.reverse.conf gives the keys)
+    pub src: PathBuf,
+    /// Paths relative to SRC
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DecryptPathArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The backup directory (its gocryptfs.conf gives the keys; .name and diriv files are read from it)
+    pub backup: PathBuf,
+    /// Paths relative to BACKUP
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
 /// Which gocryptfs release's view to reproduce where releases differ.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compat {
@@ -148,6 +185,10 @@ pub struct ExportArgs {
     /// Print changes, problems and the final summary as JSON lines on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Do not show the progress line (it is only shown when stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
 
     /// Print only errors
     #[arg(short, long)]

@@ -68,12 +68,12 @@ pub fn init(a: &InitArgs) -> Result<i32> {
 }
 
 /// The master key and the format it is used with, from `--masterkey` or config + password.
-struct Unlocked {
-    master: MasterKey,
-    format: Format,
+pub(crate) struct Unlocked {
+    pub master: MasterKey,
+    pub format: Format,
 }
 
-fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
+pub(crate) fn unlock(key: &KeyArgs, default_config: &Path) -> Result<Unlocked> {
     let config_path = key
         .config
         .clone()
@@ -184,11 +184,10 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     let view = View::new(a.src.clone(), cryptor, opts);
     let Some(dest) = &a.dest else {
         let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
-        let progress = StderrReport {
-            quiet: a.quiet,
-            output: Output::Quiet,
-        };
-        return super::tar::export(&view, tar, &progress, a.quiet, started);
+        let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
+        let summary = super::tar::export(&view, tar, &progress);
+        progress.finish();
+        return Ok(super::tar::report(&summary?, tar, a.quiet, started));
     };
 
     if !a.dry_run {
@@ -217,11 +216,10 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     } else {
         Output::Quiet
     };
-    let progress = StderrReport {
-        quiet: a.quiet,
-        output,
-    };
-    let summary = walk::export(&view, &sink, &progress)?;
+    let progress = StderrReport::new(a.quiet, output, !a.no_progress);
+    let summary = walk::export(&view, &sink, &progress);
+    progress.finish();
+    let summary = summary?;
     if a.json {
         print_json_summary(&summary, started);
     } else if !a.quiet {

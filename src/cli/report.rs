@@ -1,7 +1,11 @@
 //! Messages on stderr. Names from the backup or the source may contain control
 //! characters; they are escaped so a crafted name cannot rewrite the terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
 use cryptbak::progress::{Problem, Progress, Severity};
@@ -42,10 +46,52 @@ pub enum Output {
     Json,
 }
 
-/// Prints problems on stderr as they happen, one line each, and changes on stdout.
+/// Prints problems on stderr as they happen, one line each, and changes on stdout;
+/// shows a live progress line on stderr when it is a terminal (never in cron logs).
 pub struct StderrReport {
     pub quiet: bool,
     pub output: Output,
+    bar: Option<ProgressBar>,
+    bytes: AtomicU64,
+    started: Instant,
+}
+
+impl StderrReport {
+    pub fn new(quiet: bool, output: Output, show_progress: bool) -> StderrReport {
+        let bar = (show_progress && !quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} {pos} entries, {wide_msg}",
+                )
+                .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        StderrReport {
+            quiet,
+            output,
+            bar,
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Remove the progress line before the summary is printed.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Print without tearing the progress line.
+    fn print(&self, f: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -59,7 +105,42 @@ fn action_name(a: Action) -> &'static str {
 }
 
 impl Progress for StderrReport {
+    fn entry_done(&self, cpath: &[u8], bytes: u64) {
+        let Some(bar) = &self.bar else { return };
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        bar.inc(1);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let mut name = sanitize(&String::from_utf8_lossy(cpath));
+        if name.chars().count() > 50 {
+            name = format!(
+                "…{}",
+                name.chars()
+                    .rev()
+                    .take(49)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            );
+        }
+        bar.set_message(format!(
+            "{:.1} MB written, {:.0} MB/s, {name}",
+            total as f64 / 1e6,
+            total as f64 / 1e6 / secs
+        ));
+    }
+
     fn problem(&self, p: &Problem) {
+        self.print(|| self.print_problem(p));
+    }
+
+    fn change(&self, c: &Change) {
+        self.print(|| self.print_change(c));
+    }
+}
+
+impl StderrReport {
+    fn print_problem(&self, p: &Problem) {
         if self.output == Output::Json {
             let v = serde_json::json!({
                 "event": match p.severity { Severity::Warning => "warning", Severity::Error => "error" },
@@ -76,7 +157,7 @@ impl Progress for StderrReport {
         }
     }
 
-    fn change(&self, c: &Change) {
+    fn print_change(&self, c: &Change) {
         match self.output {
             Output::Quiet => {}
             Output::Itemize => println!("{}", sanitize(&c.itemize())),

@@ -114,24 +114,20 @@ fn open_output(target: &Path) -> Result<Output> {
     Ok(Output::Temp { file, tmp, target })
 }
 
-/// Write the archive; returns the exit code.
-pub fn export(
-    view: &View,
-    target: &Path,
-    progress: &dyn Progress,
-    quiet: bool,
-    started: Instant,
-) -> Result<i32> {
+/// Write the archive.
+pub fn export(view: &View, target: &Path, progress: &dyn Progress) -> Result<Summary> {
     let output = open_output(target)?;
     let (file, label) = match &output {
         Output::Direct { file, label } => (file, label.as_path()),
         Output::Temp { file, target, .. } => (file, target.as_path()),
     };
     let out = BufWriter::with_capacity(1 << 20, file);
-    let result = stream::export_tar(view, out, label, progress, &TarOptions::default());
-    let summary = match (result, &output) {
-        (Ok((summary, _)), Output::Direct { .. }) => summary,
-        (Ok((summary, _)), Output::Temp { file, tmp, target }) => {
+    // The archive was flushed by `export_tar`; the buffer is not needed any more.
+    let result = stream::export_tar(view, out, label, progress, &TarOptions::default())
+        .map(|(summary, _)| summary);
+    match (result, &output) {
+        (Ok(summary), Output::Direct { .. }) => Ok(summary),
+        (Ok(summary), Output::Temp { file, tmp, target }) => {
             let done = file
                 .sync_all()
                 .and_then(|()| fs::rename(tmp, target))
@@ -144,22 +140,31 @@ pub fn export(
                 // Make the rename itself durable.
                 let _ = File::open(dir).and_then(|d| d.sync_all());
             }
-            summary
+            Ok(summary)
         }
         (Err(e), Output::Temp { tmp, .. }) => {
             let _ = fs::remove_file(tmp);
-            return Err(e);
+            Err(e)
         }
-        (Err(e), Output::Direct { .. }) => return Err(e),
-    };
-    if !quiet {
-        print_summary(&summary, started, label);
+        (Err(e), Output::Direct { .. }) => Err(e),
     }
-    Ok(if summary.errors > 0 {
+}
+
+/// Print the summary (unless quiet) and return the exit code.
+pub fn report(s: &Summary, target: &Path, quiet: bool, started: Instant) -> i32 {
+    if !quiet {
+        let label = if is_stdout(target) {
+            Path::new(STDOUT_LABEL)
+        } else {
+            target
+        };
+        print_summary(s, started, label);
+    }
+    if s.errors > 0 {
         exit::PARTIAL
     } else {
         exit::OK
-    })
+    }
 }
 
 fn print_summary(s: &Summary, started: Instant, label: &Path) {

@@ -204,3 +204,98 @@ fn too_long_symlink_is_reported_and_the_rest_exported() {
     );
     assert!(dest.join("gocryptfs.conf").exists());
 }
+
+#[test]
+fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
+    use std::os::unix::fs::MetadataExt;
+    let (t, src, pw) = setup("compat");
+    fs::write(src.join("L".repeat(200)), b"long").unwrap();
+    let mtime = |p: &Path| fs::symlink_metadata(p).unwrap().mtime();
+    let find_name_file = |d: &Path| {
+        fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".name"))
+            .unwrap()
+    };
+    let d23 = t.join("d23");
+    export_ok(&src, &d23, &pw, &[]);
+    assert_eq!(mtime(&d23.join("gocryptfs.diriv")), mtime(&src));
+    let long23 = find_name_file(&d23);
+    assert_eq!(mtime(&long23), mtime(&src.join("L".repeat(200))));
+    let d25 = t.join("d25");
+    export_ok(
+        &src,
+        &d25,
+        &pw,
+        &[
+            std::ffi::OsStr::new("--compat"),
+            std::ffi::OsStr::new("2.5"),
+        ],
+    );
+    assert_eq!(mtime(&d25.join("gocryptfs.diriv")), mtime(&src) + 10);
+    assert_eq!(
+        mtime(&find_name_file(&d25)),
+        mtime(&src.join("L".repeat(200))) + 10
+    );
+    // Contents are the same either way.
+    assert_eq!(
+        fs::read(d23.join("gocryptfs.diriv")).unwrap(),
+        fs::read(d25.join("gocryptfs.diriv")).unwrap()
+    );
+}
+
+#[test]
+fn info_and_path_mapping_commands() {
+    let (t, src, pw) = setup("paths");
+    let long = "N".repeat(190);
+    fs::create_dir_all(src.join("a b").join(&long)).unwrap();
+    fs::write(src.join("a b").join(&long).join("leaf.txt"), b"leaf").unwrap();
+    let dest = t.join("dest");
+    export_ok(&src, &dest, &pw, &[]);
+
+    let out = run_ok(cryptbak().arg("info").arg(&dest));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AESSIV") && text.contains("N=2^10"), "{text}");
+    assert!(!text.to_lowercase().contains("encryptedkey"), "{text}");
+    let out = run_ok(cryptbak().args(["info", "--json"]).arg(&src));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scrypt"]["log2_N"], 10);
+
+    let rel = format!("a b/{long}/leaf.txt");
+    let out = run_ok(
+        cryptbak()
+            .args(["encrypt-path", "--passfile"])
+            .arg(&pw)
+            .arg(&src)
+            .arg(&rel),
+    );
+    let cpath = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string();
+    assert!(cpath.contains("gocryptfs.longname."), "{cpath}");
+    assert!(
+        dest.join(&cpath).is_file(),
+        "encrypt-path gave {cpath}, which is not in the export"
+    );
+    let out = run_ok(
+        cryptbak()
+            .args(["decrypt-path", "--passfile"])
+            .arg(&pw)
+            .arg(&dest)
+            .arg(&cpath),
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim_end(), rel);
+    // A tampered name does not decrypt (the padding check fails).
+    let (head, last) = cpath.rsplit_once('/').unwrap();
+    let flipped: String = last.chars().rev().collect();
+    run_fail(
+        cryptbak()
+            .args(["decrypt-path", "--passfile"])
+            .arg(&pw)
+            .arg(&dest)
+            .arg(format!("{head}/{flipped}")),
+    );
+}

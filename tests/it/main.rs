@@ -4,4 +4,5 @@ mod incremental;
 mod interop_export;
 mod tar;
 mod tree;
+mod tty;
 mod util;

@@ -1,0 +1,123 @@
+//! `info`, `encrypt-path`, `decrypt-path`: look at a config or map paths, offline.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use cryptbak::config::{Config, Flag};
+use cryptbak::cryptor::Cryptor;
+use cryptbak::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::{pathmap, Error, Result};
+
+use super::args::{DecryptPathArgs, EncryptPathArgs, InfoArgs};
+use super::commands::unlock;
+use super::exit;
+use super::report::sanitize;
+
+/// The config a path means: the file itself, or the one a source or backup dir holds.
+fn config_path(p: &Path) -> PathBuf {
+    if !p.is_dir() {
+        return p.to_path_buf();
+    }
+    let reverse = p.join(REVERSE_CONF_NAME);
+    if reverse.exists() {
+        reverse
+    } else {
+        p.join(CONF_NAME)
+    }
+}
+
+pub fn info(a: &InfoArgs) -> Result<i32> {
+    let path = config_path(&a.path);
+    let cfg = Config::load(&path)?;
+    let f = cfg.format();
+    let names = if f.plaintext_names {
+        "plaintext (not encrypted)".to_string()
+    } else {
+        format!(
+            "EME-encrypted, {}, {} base64, long names hashed above {} characters",
+            if f.dir_iv {
+                "per-directory IVs"
+            } else {
+                "deterministic (no gocryptfs.diriv)"
+            },
+            if f.raw64 { "unpadded" } else { "padded" },
+            f.long_name_max.unwrap_or(255)
+        )
+    };
+    let content = if f.aes_siv {
+        "AES-SIV-512 (usable with gocryptfs -reverse and cryptbak export)"
+    } else if f.xchacha {
+        "XChaCha20-Poly1305 (forward mode only)"
+    } else {
+        "AES-256-GCM (forward mode only)"
+    };
+    let flags: Vec<&str> = cfg.flags().iter().map(|f| f.name()).collect();
+    let mem_mib = cfg.scrypt.memory_bytes() / (1 << 20);
+    if a.json {
+        let v = serde_json::json!({
+            "config": path.to_string_lossy(),
+            "creator": cfg.creator,
+            "feature_flags": flags,
+            "long_name_max": f.long_name_max,
+            "content": content,
+            "names": names,
+            "key_derivation": if cfg.has(Flag::Hkdf) { "HKDF-SHA256" } else { "legacy (no HKDF)" },
+            "scrypt": { "N": cfg.scrypt.n(), "log2_N": cfg.scrypt.log_n, "R": cfg.scrypt.r, "P": cfg.scrypt.p, "memory_MiB": mem_mib as u64 },
+        });
+        println!("{v:#}");
+    } else {
+        println!("config:   {}", sanitize(&path.to_string_lossy()));
+        println!("creator:  {}", sanitize(&cfg.creator));
+        println!("flags:    {}", flags.join(" "));
+        println!("content:  {content}");
+        println!("names:    {names}");
+        println!(
+            "password: scrypt N=2^{} R={} P={} ({} MiB per unlock), then {}",
+            cfg.scrypt.log_n,
+            cfg.scrypt.r,
+            cfg.scrypt.p,
+            mem_mib,
+            if cfg.has(Flag::Hkdf) {
+                "HKDF-SHA256 and AES-256-GCM"
+            } else {
+                "AES-256-GCM (legacy, no HKDF)"
+            }
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn cryptor_for(key: &super::args::KeyArgs, default_config: &Path) -> Result<Cryptor> {
+    let u = unlock(key, default_config)?;
+    Ok(Cryptor::new(&u.master, u.format))
+}
+
+fn print_bytes(b: &[u8]) {
+    println!("{}", sanitize(&String::from_utf8_lossy(b)));
+}
+
+pub fn encrypt_path(a: &EncryptPathArgs) -> Result<i32> {
+    let cryptor = cryptor_for(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
+    for p in &a.paths {
+        let c = pathmap::encrypt_path(&cryptor, p.as_os_str().as_bytes()).map_err(|_| {
+            Error::invalid(
+                p,
+                "not a relative path of names (at most 255 bytes each, no '..')",
+            )
+        })?;
+        print_bytes(&c);
+    }
+    Ok(exit::OK)
+}
+
+pub fn decrypt_path(a: &DecryptPathArgs) -> Result<i32> {
+    let cryptor = cryptor_for(&a.key, &a.backup.join(CONF_NAME))?;
+    for p in &a.paths {
+        print_bytes(&pathmap::decrypt_path(
+            &cryptor,
+            &a.backup,
+            p.as_os_str().as_bytes(),
+        )?);
+    }
+    Ok(exit::OK)
+}

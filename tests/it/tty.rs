@@ -1,0 +1,163 @@
+//! What a person at a terminal sees: the progress line (only on a terminal) and the
+//! password prompt (no echo). Driven through `script` and `tmux` pseudo-terminals.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn require(tool: &str) {
+    assert!(
+        crate::gocryptfs::which(tool).is_some(),
+        "`{tool}` is missing: it is part of the test requirements (.ci/run installs it)"
+    );
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+#[test]
+fn progress_line_only_on_a_terminal() {
+    require("script");
+    let t = TestDir::new("tty-progress");
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("f{i}")), vec![b'x'; 10_000]).unwrap();
+    }
+    let pw = write_passfile(t.path());
+    run_ok(
+        cryptbak()
+            .args(["init", "-q", "--scryptn", "10", "--passfile"])
+            .arg(&pw)
+            .arg(&src),
+    );
+
+    // On a pseudo-terminal: the progress line is drawn (and cleared at the end).
+    let log = t.join("typescript");
+    let cmd = format!(
+        "{} export --passfile {} {} {}",
+        env!("CARGO_BIN_EXE_cryptbak"),
+        shell_quote(&pw),
+        shell_quote(&src),
+        shell_quote(&t.join("d1"))
+    );
+    run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd])
+            .arg(&log),
+    );
+    let seen = String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned();
+    assert!(
+        seen.contains(" entries, "),
+        "no progress line on a terminal:\n{seen}"
+    );
+
+    // Not a terminal (cron): no progress line, no control characters.
+    let out = run_ok(&mut export_cmd(&src, &t.join("d2"), &pw, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("entries,") && !err.contains('\r') && !err.contains('\x1b'),
+        "{err}"
+    );
+}
+
+/// Start `cmd` in a detached tmux session and return a handle that kills it on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, cmd: &str) -> Tmux {
+        run_ok(Command::new("tmux").args([
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "20",
+            "-s",
+            name,
+            cmd,
+        ]));
+        Tmux(name.to_string())
+    }
+    fn screen(&self) -> String {
+        let out = run_ok(Command::new("tmux").args(["capture-pane", "-p", "-t", &self.0]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn send(&self, keys: &str) {
+        run_ok(Command::new("tmux").args(["send-keys", "-t", &self.0, "-l", keys]));
+        run_ok(Command::new("tmux").args(["send-keys", "-t", &self.0, "Enter"]));
+    }
+    fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "waited for {text:?}, screen:\n{s}"
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn password_prompt_does_not_echo() {
+    require("tmux");
+    let t = TestDir::new("tty-prompt");
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    let done = t.join("done");
+    let cmd = format!(
+        "{} init --scryptn 10 {}; echo EXIT=$? > {}; sleep 30",
+        env!("CARGO_BIN_EXE_cryptbak"),
+        shell_quote(&src),
+        shell_quote(&done)
+    );
+    let name = format!("cryptbak-it-{}", std::process::id());
+    let tmux = Tmux::start(&name, &cmd);
+    tmux.wait_for("Password:");
+    tmux.send("sw0rdfish-secret");
+    tmux.wait_for("Repeat:");
+    tmux.send("sw0rdfish-secret");
+    let start = Instant::now();
+    while !done.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "init did not finish:\n{}",
+            tmux.screen()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let screen = tmux.screen();
+    assert!(
+        !screen.contains("sw0rdfish"),
+        "the password was echoed:\n{screen}"
+    );
+    assert!(
+        fs::read_to_string(&done).unwrap().contains("EXIT=0"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("master key"),
+        "the master key was not shown on the terminal:\n{screen}"
+    );
+    // The password typed works.
+    fs::write(t.join("pw"), "sw0rdfish-secret\n").unwrap();
+    export_ok(&src, &t.join("dest"), &t.join("pw"), &[]);
+}
