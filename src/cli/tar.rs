@@ -106,11 +106,12 @@ fn open_output(target: &Path) -> Result<Output> {
     tmp_name.push(name);
     tmp_name.push(format!(".cryptbak-tmp-{}", std::process::id()));
     let tmp = target.with_file_name(tmp_name);
+    // Name the file the user gave in messages (a missing directory, no permission).
     let file = File::options()
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+        .map_err(|e| Error::io(&target, e))?;
     Ok(Output::Temp { file, tmp, target })
 }
 
