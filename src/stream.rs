@@ -238,7 +238,9 @@ fn changed_message(listed: u64, read: u64, what_was_archived: &str) -> String {
 }
 
 /// Read at most `plain_size` bytes of a small file (one more to notice growth) and
-/// encrypt them. Runs on the pool.
+/// encrypt them. Runs on the pool, one job per file, so the blocks are sealed here
+/// serially into one exact-size buffer: a fresh `FileEncryptor` per job would allocate
+/// and clear its 1 MiB batch buffer for every file.
 fn seal_small(
     cipher: &ContentCipher,
     source: &Path,
