@@ -9,6 +9,7 @@ pub mod config;
 pub mod content;
 pub mod cryptor;
 pub mod error;
+pub mod exclude;
 pub mod keys;
 pub mod names;
 pub mod pathiv;

@@ -7,14 +7,16 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::content::{self, FileEncryptor, FileIvs};
 use crate::cryptor::Cryptor;
 use crate::error::{Error, IoContext, Result};
+use crate::exclude::{self, Selection};
 use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX, REVERSE_CONF_NAME};
 use crate::pathiv::{self, Purpose};
 use crate::progress::Problem;
@@ -42,6 +44,9 @@ pub struct ViewOptions {
     /// Show the root `.gocryptfs.reverse.conf` as `gocryptfs.conf` (off with `--config`).
     pub config_in_root: bool,
     pub version: ViewVersion,
+    /// What is left out: excludes, `--one-file-system`, tag files (docs/exclude.md).
+    /// `Selection::default()` shows everything.
+    pub selection: Selection,
 }
 
 /// A timestamp with nanoseconds, as `lstat` gives it.
@@ -177,6 +182,8 @@ pub struct View {
     root: PathBuf,
     cryptor: Cryptor,
     opts: ViewOptions,
+    /// `st_dev` of the root, for `--one-file-system`; set by the first `root_entry`.
+    root_dev: OnceLock<u64>,
 }
 
 fn join_cpath(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -196,6 +203,7 @@ impl View {
             root,
             cryptor,
             opts,
+            root_dev: OnceLock::new(),
         }
     }
 
@@ -213,6 +221,7 @@ impl View {
         if !m.is_dir() {
             return Err(Error::invalid(&self.root, "not a directory"));
         }
+        let _ = self.root_dev.set(m.dev());
         Ok(Entry {
             cpath: Vec::new(),
             source: self.root.clone(),
@@ -231,6 +240,26 @@ impl View {
         let mut problems = Vec::new();
         let mut protected = Vec::new();
         let mut complete = true;
+        let version = self.opts.version;
+        let mut entries = Vec::new();
+        if self.cryptor.has_diriv_files() {
+            entries.push(Entry {
+                cpath: join_cpath(&dir.cpath, DIRIV_NAME.as_bytes()),
+                source: dir.source.clone(),
+                meta: dir.meta.virtual_file(16, version),
+                payload: Payload::DirIv(dir_iv),
+            });
+        }
+        if self.opts.selection.one_file_system && dir.meta.dev != self.root_dev()? {
+            // A directory on another filesystem is shown empty, with its own attributes
+            // and its gocryptfs.diriv (FORMAT.md §18, gocryptfs `Readdir`).
+            return Ok(Listing {
+                entries,
+                problems,
+                protected,
+                complete,
+            });
+        }
         let mut names: Vec<OsString> = Vec::new();
         for item in fs::read_dir(&dir.source).at(&dir.source)? {
             match item {
@@ -248,18 +277,12 @@ impl View {
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
 
         let is_root = dir.cpath.is_empty();
-        let version = self.opts.version;
-        let mut entries = Vec::with_capacity(names.len() + 1);
-        if self.cryptor.has_diriv_files() {
-            entries.push(Entry {
-                cpath: join_cpath(&dir.cpath, DIRIV_NAME.as_bytes()),
-                source: dir.source.clone(),
-                meta: dir.meta.virtual_file(16, version),
-                payload: Payload::DirIv(dir_iv),
-            });
-        }
+        entries.reserve(names.len());
         let config_here = is_root && self.opts.config_in_root;
         let reverse_conf_present = config_here && names.iter().any(|n| n == REVERSE_CONF_NAME);
+        if !self.opts.selection.is_everything() {
+            self.select(dir, &mut names, config_here);
+        }
         for name in names {
             let source = dir.source.join(&name);
             if config_here && name == REVERSE_CONF_NAME {
@@ -349,6 +372,84 @@ impl View {
                 iv_path: iv_path.clone(),
             },
         })
+    }
+
+    fn root_dev(&self) -> Result<u64> {
+        if let Some(&d) = self.root_dev.get() {
+            return Ok(d);
+        }
+        let d = fs::metadata(&self.root).at(&self.root)?.dev();
+        Ok(*self.root_dev.get_or_init(|| d))
+    }
+
+    /// Drop the names of `dir` the selection leaves out (docs/exclude.md). Excluded
+    /// entries never reach `child_entries`, so an excluded directory is never listed or
+    /// descended into, and an excluded long name never gets a `.name` file. The config
+    /// mapped to `gocryptfs.conf` is always kept: without it the backup cannot be opened
+    /// (gocryptfs 2.3 hides it when a pattern matches it, gocryptfs#686).
+    fn select(&self, dir: &Entry, names: &mut Vec<OsString>, config_here: bool) {
+        let sel = &self.opts.selection;
+        let is_config = |n: &OsString| config_here && n == REVERSE_CONF_NAME;
+        if sel.has_tags() {
+            let tags: Vec<OsString> = names
+                .iter()
+                .filter(|n| self.is_tag(dir, n))
+                .cloned()
+                .collect();
+            if !tags.is_empty() {
+                // Like tar --exclude-caches / --exclude-tag: the directory and the tag
+                // files stay, everything else inside goes.
+                names.retain(|n| tags.contains(n) || is_config(n));
+            }
+        }
+        if !sel.excludes.is_empty() {
+            // Matching runs on the plaintext path relative to the root (FORMAT.md §14).
+            let mut rel: Vec<u8> = dir
+                .source
+                .strip_prefix(&self.root)
+                .unwrap_or(Path::new(""))
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            let prefix = rel.len();
+            names.retain(|n| {
+                rel.truncate(prefix);
+                rel.extend_from_slice(n.as_bytes());
+                is_config(n) || !sel.excludes.is_excluded(&rel)
+            });
+        }
+    }
+
+    /// Whether `name` in `dir` is a tag file that empties its directory: any entry with
+    /// an `--exclude-if-present` name, or a regular `CACHEDIR.TAG` (not followed if it is
+    /// a symlink) starting with the signature.
+    fn is_tag(&self, dir: &Entry, name: &OsStr) -> bool {
+        let sel = &self.opts.selection;
+        if sel.exclude_if_present.iter().any(|t| t == name) {
+            return true;
+        }
+        if !sel.exclude_caches || name != exclude::CACHEDIR_TAG_NAME {
+            return false;
+        }
+        let path = dir.source.join(name);
+        let Ok(f) = File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            return false;
+        };
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return false;
+        }
+        let mut head = Vec::with_capacity(exclude::CACHEDIR_SIGNATURE.len());
+        let _ = (&f)
+            .take(exclude::CACHEDIR_SIGNATURE.len() as u64)
+            .read_to_end(&mut head);
+        exclude::is_cachedir_signature(&head)
     }
 
     /// The entry for one plaintext child (preceded by its `.name` file when long-named).

@@ -145,6 +145,46 @@ pub enum Compat {
     V2_5,
 }
 
+/// What goes into the backup. Flatten this into every command that exports a view, so
+/// all of them select the same way.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Selecting what is backed up (see docs/exclude.md)")]
+pub struct SelectArgs {
+    /// Leave out PATH, relative to SRC and anchored there (gocryptfs -exclude/-e: the pattern "/PATH"; wildcards work, a leading slash matches nothing); repeatable
+    #[arg(
+        short = 'e',
+        long = "exclude",
+        value_name = "PATH",
+        allow_hyphen_values = true
+    )]
+    pub exclude: Vec<String>,
+
+    /// Leave out paths matching PATTERN, gitignore-like as in gocryptfs -exclude-wildcard/-ew: no slash matches at any depth, "dir/" empties dir, "!" re-includes, the last match wins, "?" is literal; repeatable, never split on commas
+    #[arg(
+        long = "exclude-wildcard",
+        visible_alias = "ew",
+        value_name = "PATTERN",
+        allow_hyphen_values = true
+    )]
+    pub exclude_wildcard: Vec<String>,
+
+    /// Read --exclude-wildcard patterns from FILE, one per line ("#" starts a comment); repeatable
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+
+    /// Show directories on other filesystems than SRC as empty directories (gocryptfs -one-file-system)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+
+    /// Leave out the contents of directories holding a valid CACHEDIR.TAG, keeping the directory and the tag (like tar --exclude-caches)
+    #[arg(long)]
+    pub exclude_caches: bool,
+
+    /// Leave out the contents of directories holding an entry named NAME, keeping the directory and NAME (like tar --exclude-tag); repeatable
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<std::ffi::OsString>,
+}
+
 #[derive(Args, Debug)]
 #[command(
     group(ArgGroup::new("output").required(true).args(["dest", "tar"])),
@@ -216,6 +256,10 @@ a terminal. If the reader goes away (broken pipe), cryptbak stops with exit code
 is incomplete."
     )]
     pub tar: Option<PathBuf>,
+
+    // Last: its help heading would otherwise also cover the options after it.
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// gocryptfs's own single-dash spellings, accepted so existing scripts keep working.
@@ -229,6 +273,12 @@ const GOCRYPTFS_LONG_OPTIONS: &[&str] = &[
     "plaintextnames",
     "longnamemax",
     "quiet",
+    // -e stays a short option; -ew must not become `-e w`.
+    "exclude",
+    "exclude-wildcard",
+    "ew",
+    "exclude-from",
+    "one-file-system",
 ];
 
 /// Rewrite `-passfile x` / `-passfile=x` into `--passfile …`; everything else is untouched.
@@ -262,6 +312,71 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        let args = normalize_gocryptfs_style(args.iter().map(std::ffi::OsString::from));
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn exclude_options_in_gocryptfs_spelling() {
+        let cli = parse(&[
+            "cryptbak",
+            "export",
+            "-exclude",
+            "a",
+            "-e",
+            "b",
+            "-e=c",
+            "-ew",
+            "d,e",
+            "-exclude-wildcard=f",
+            "--ew",
+            "-g",
+            "-exclude-from",
+            "list",
+            "-one-file-system",
+            "src",
+            "dest",
+        ]);
+        let Cmd::Export(a) = cli.command else {
+            panic!("not export")
+        };
+        // Every value is kept, in order, and none is split on commas (gocryptfs 2.3
+        // keeps only the values of the spelling used last and splits on commas).
+        assert_eq!(a.select.exclude, ["a", "b", "c"]);
+        assert_eq!(a.select.exclude_wildcard, ["d,e", "f", "-g"]);
+        assert_eq!(a.select.exclude_from, [PathBuf::from("list")]);
+        assert!(a.select.one_file_system);
+        assert!(!a.select.exclude_caches);
+    }
+
+    #[test]
+    fn exclude_options_in_long_spelling() {
+        let cli = parse(&[
+            "cryptbak",
+            "export",
+            "--exclude",
+            "a",
+            "--exclude-wildcard",
+            "b",
+            "-x",
+            "--exclude-caches",
+            "--exclude-if-present",
+            ".nobackup",
+            "--exclude-if-present",
+            "x",
+            "src",
+            "dest",
+        ]);
+        let Cmd::Export(a) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!(a.select.exclude, ["a"]);
+        assert_eq!(a.select.exclude_wildcard, ["b"]);
+        assert!(a.select.one_file_system && a.select.exclude_caches);
+        assert_eq!(a.select.exclude_if_present, [".nobackup", "x"]);
     }
 
     #[test]

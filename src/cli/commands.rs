@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use cryptbak::config::{Config, Format, InitOptions};
 use cryptbak::cryptor::Cryptor;
+use cryptbak::exclude::{Excludes, Selection};
 use cryptbak::keys::MasterKey;
 use cryptbak::names::REVERSE_CONF_NAME;
 use cryptbak::sink::dir::{DestLock, DirOptions, DirSink};
@@ -14,7 +15,7 @@ use cryptbak::view::{View, ViewOptions, ViewVersion};
 use cryptbak::walk::{self, Summary};
 use cryptbak::{Error, Result};
 
-use super::args::{Compat, ExportArgs, InitArgs, KeyArgs, PasswordArgs};
+use super::args::{Compat, ExportArgs, InitArgs, KeyArgs, PasswordArgs, SelectArgs};
 use super::exit;
 use super::password::{read_master_key, PasswordSource};
 use super::report::{self, show_path, Output, StderrReport};
@@ -146,11 +147,50 @@ fn same_place(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The selection options as the view takes them; reads the `--exclude-from` files.
+pub fn selection(a: &SelectArgs) -> Result<Selection> {
+    for p in &a.exclude {
+        if p.starts_with('/') {
+            report::warn(&format!(
+                "--exclude {}: the path is relative to SRC; with a leading slash it matches nothing (as in gocryptfs). Did you mean --exclude {}?",
+                report::sanitize(p),
+                report::sanitize(p.trim_start_matches('/'))
+            ));
+        }
+    }
+    let mut files = Vec::with_capacity(a.exclude_from.len());
+    for f in &a.exclude_from {
+        files.push((f.as_path(), std::fs::read(f).map_err(|e| Error::io(f, e))?));
+    }
+    let excludes = Excludes::from_options(
+        a.exclude.iter().map(String::as_str),
+        a.exclude_wildcard.iter().map(String::as_str),
+        files.iter().map(|(p, c)| (*p, c.as_slice())),
+    )
+    .map_err(|e| Error::Usage(report::sanitize(&e.to_string())))?;
+    for name in &a.exclude_if_present {
+        let b = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+        if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+            return Err(Error::Usage(format!(
+                "--exclude-if-present {}: NAME must be a plain file name (no '/', not '.' or '..')",
+                report::sanitize(&name.to_string_lossy())
+            )));
+        }
+    }
+    Ok(Selection {
+        excludes,
+        one_file_system: a.one_file_system,
+        exclude_caches: a.exclude_caches,
+        exclude_if_present: a.exclude_if_present.clone(),
+    })
+}
+
 pub fn export(a: &ExportArgs) -> Result<i32> {
     let started = Instant::now();
     if !a.src.is_dir() {
         return Err(Error::invalid(&a.src, "not a directory"));
     }
+    let selection = selection(&a.select)?;
     if let Some(tar) = &a.tar {
         super::tar::check_output(tar, &a.src)?;
     }
@@ -180,6 +220,7 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
             Compat::V2_3 => ViewVersion::V2_3,
             Compat::V2_5 => ViewVersion::V2_5,
         },
+        selection,
     };
     let view = View::new(a.src.clone(), cryptor, opts);
     let Some(dest) = &a.dest else {

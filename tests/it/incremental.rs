@@ -437,3 +437,40 @@ fn killed_runs_converge_to_a_fresh_export() {
     }
     export_and_check(&src, &dest, &pw, "reruns after kill -9");
 }
+
+#[test]
+fn newly_excluded_entries_are_deleted_like_vanished_ones() {
+    let t = TestDir::new("incr-exclude");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    fs::create_dir(&src).unwrap();
+    let pw = write_passfile(t.path());
+    let mut b = Builder::new(&src, 5);
+    b.dir(b"cache");
+    b.file(b"cache/blob", b"cached");
+    b.file(b"keep.txt", b"keep");
+    b.file(b"notes~", b"backup file");
+    init(&src, &pw);
+    export_ok(&src, &dest, &pw, &[]);
+    let before = scan(&dest).len();
+    let ew = [
+        OsStr::new("--exclude-wildcard"),
+        OsStr::new("*~"),
+        OsStr::new("-e"),
+        OsStr::new("cache"),
+    ];
+    let out = run_ok(&mut export_cmd(
+        &src,
+        &dest,
+        &pw,
+        &[&ew[..], &[OsStr::new("-v")]].concat(),
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("*deleting").count(), 2, "{text}");
+    // Equal to a fresh export with the same excludes.
+    let fresh = t.join("fresh");
+    export_ok(&src, &fresh, &pw, &ew);
+    let diffs = compare_trees(&dest, &fresh);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert!(scan(&dest).len() < before);
+}

@@ -1,4 +1,5 @@
 mod cli;
+mod exclude;
 mod gocryptfs;
 mod incremental;
 mod interop_export;

@@ -897,3 +897,38 @@ fn tar_files_that_change_size_while_read() {
     assert_eq!(fs::read(m.path().join("grown")).unwrap(), b"");
     assert_eq!(fs::read(m.path().join("ok")).unwrap(), b"fine");
 }
+
+/// Excludes select the same entries for the archive as for the directory export.
+#[test]
+fn tar_respects_excludes() {
+    let w = Work::new("exclude");
+    let mut b = Builder::new(&w.src, 8);
+    b.dir(b"keep");
+    b.rfile(b"keep/a", 10);
+    b.rfile(b"keep/b.log", 10);
+    b.dir(b"drop");
+    b.rfile(b"drop/c", 10);
+    b.rfile(b"top.log", 10);
+    run_ok(
+        cryptbak()
+            .args(["init", "-q", "--scryptn", "10", "--passfile"])
+            .arg(&w.pw)
+            .arg(&w.src),
+    );
+    let sel = ["--exclude-wildcard", "*.log", "--exclude", "drop"];
+    let tar = w.export_tar("sel.tar", &sel);
+    let dest = w.path("dest");
+    let sel_os: Vec<&OsStr> = sel.iter().map(OsStr::new).collect();
+    export_ok(&w.src, &dest, &w.pw, &sel_os);
+    let x = w.empty_dir("gnu");
+    gnu_extract(&tar, &x);
+    assert_same(
+        &dest,
+        &x,
+        &CompareOpts::default(),
+        "directory export (A) vs GNU tar -x (B), with excludes",
+        None,
+    );
+    // root: diriv, conf, keep/ (diriv, a) — nothing else
+    assert_eq!(members(&tar).len(), 6, "{:?}", members(&tar));
+}
