@@ -52,7 +52,7 @@ use crate::content::{
 use crate::error::{Error, Result};
 use crate::progress::{Problem, Progress, Severity};
 use crate::sink::tar::{Header, Kind, TarWriter};
-use crate::view::{Entry, Payload, View};
+use crate::view::{Entry, Payload, View, WatchedWriter};
 use crate::walk::Summary;
 
 /// What fills the rest of a large file's entry when its data runs short.
@@ -282,27 +282,6 @@ fn seal_small(
         read: plain.len() as u64,
         problem,
     })
-}
-
-/// Remembers whether the archive output failed, to tell those errors (fatal) from
-/// errors reading a source file (reported, the export goes on).
-struct Watch<'w, W: Write> {
-    inner: &'w mut W,
-    failed: bool,
-}
-
-impl<W: Write> Write for Watch<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).inspect_err(|_| self.failed = true)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner
-            .write_all(buf)
-            .inspect_err(|_| self.failed = true)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().inspect_err(|_| self.failed = true)
-    }
 }
 
 impl<'a, W: Write> TarExport<'a, W> {
@@ -594,7 +573,8 @@ fn stream_file<W: Write>(
     let declared = cipher_size(plain_size);
     let start = tar.position();
     let mut limited = (&mut *src).take(plain_size);
-    let mut out = Watch {
+    // Tells an output error (fatal) from a source error (reported, the export goes on).
+    let mut out = WatchedWriter {
         inner: &mut *tar,
         failed: false,
     };

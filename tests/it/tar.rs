@@ -65,6 +65,30 @@ impl Work {
         c
     }
 
+    /// `cryptbak init --scryptn 10` of SRC (tests that need no gocryptfs).
+    fn init(&self) {
+        run_ok(
+            cryptbak()
+                .args(["init", "-q", "--scryptn", "10", "--passfile"])
+                .arg(&self.pw)
+                .arg(&self.src),
+        );
+    }
+
+    /// `--tar` and the directory export of SRC with the options `extra`, and the
+    /// archive extracted by GNU tar and by bsdtar: (archive, export, gnu, bsd).
+    fn export_both(&self, extra: &[&str]) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        let tar = self.export_tar("view.tar", extra);
+        let dest = self.path("dest");
+        let extra_os: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
+        export_ok(&self.src, &dest, &self.pw, &extra_os);
+        let gnu = self.empty_dir("gnu");
+        gnu_extract(&tar, &gnu);
+        let bsd = self.empty_dir("bsd");
+        bsd_extract(&tar, &bsd);
+        (tar, dest, gnu, bsd)
+    }
+
     /// Export into the file `name` (asserting success) and return its path.
     fn export_tar(&self, name: &str, extra: &[&str]) -> PathBuf {
         let t = self.path(name);
@@ -267,13 +291,7 @@ fn tar_matches_reverse_mount(
     add_tar_extras(&w.src);
     init_reverse(&w.src, &w.pw, init_args);
 
-    let tar = w.export_tar("view.tar", &[]);
-    let dest = w.path("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    let x = w.empty_dir("gnu");
-    gnu_extract(&tar, &x);
-    let y = w.empty_dir("bsd");
-    bsd_extract(&tar, &y);
+    let (tar, dest, x, y) = w.export_both(&[]);
 
     let m = Mount::reverse(&w.src, &w.pw, &[]);
     let r = copy_view(&m);
@@ -436,13 +454,7 @@ fn tar_hard_links() {
     b.hardlink(&join(&d2, b"big"), b"x/big_link");
     init_reverse(&w.src, &w.pw, &[]);
 
-    let tar = w.export_tar("links.tar", &[]);
-    let dest = w.path("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    let x = w.empty_dir("gnu");
-    gnu_extract(&tar, &x);
-    let y = w.empty_dir("bsd");
-    bsd_extract(&tar, &y);
+    let (tar, dest, x, y) = w.export_both(&[]);
 
     let exact = CompareOpts::default();
     assert_same(
@@ -525,20 +537,9 @@ fn tar_pax_attributes_match_directory_export() {
         let f = File::options().write(true).open(b.p(n)).unwrap();
         f.set_times(FileTimes::new().set_modified(t)).unwrap();
     }
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&w.pw)
-            .arg(&w.src),
-    );
+    w.init();
 
-    let tar = w.export_tar("pax.tar", &[]);
-    let dest = w.path("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    let x = w.empty_dir("gnu");
-    gnu_extract(&tar, &x);
-    let y = w.empty_dir("bsd");
-    bsd_extract(&tar, &y);
+    let (_, dest, x, y) = w.export_both(&[]);
     let exact = CompareOpts::default();
     assert_same(
         &dest,
@@ -631,12 +632,7 @@ fn tar_is_deterministic() {
     b.rfile(b"dir01/big", 1_200_000);
     b.hardlink(b"dir00/big", b"dir02/big_link");
     b.hardlink(b"dir01/file0001.dat", b"dir02/small_link");
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&w.pw)
-            .arg(&w.src),
-    );
+    w.init();
     let one = fs::read(w.export_tar("j1.tar", &["-j", "1"])).unwrap();
     let stdout = run_ok(&mut w.tar_cmd(OsStr::new("-"), &["-j", "4", "-q"]));
     assert!(stdout.stderr.is_empty(), "{}", show_output(&stdout));
@@ -669,12 +665,7 @@ fn tar_broken_pipe_is_fatal() {
     b.rfile(b"a", 200);
     b.rfile(b"big", 20_000_000);
     b.rfile(b"z", 200);
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&w.pw)
-            .arg(&w.src),
-    );
+    w.init();
     let err = w.path("stderr");
     let out = run_ok(
         Command::new("bash")
@@ -703,12 +694,7 @@ fn tar_write_errors_are_fatal() {
     let w = Work::new("full");
     let mut b = Builder::new(&w.src, 4);
     b.rfile(b"big", 3_000_000);
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&w.pw)
-            .arg(&w.src),
-    );
+    w.init();
     let out = run_code(&mut w.tar_cmd(OsStr::new("/dev/full"), &[]), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -759,12 +745,7 @@ fn tar_file_output_and_usage() {
     let w = Work::new("usage");
     let mut b = Builder::new(&w.src, 6);
     b.rfile(b"f", 100);
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&w.pw)
-            .arg(&w.src),
-    );
+    w.init();
     let out_dir = w.empty_dir("out");
     let t = out_dir.join("a.tar");
     fs::write(&t, b"old contents").unwrap();
@@ -909,19 +890,9 @@ fn tar_respects_excludes() {
     b.dir(b"drop");
     b.rfile(b"drop/c", 10);
     b.rfile(b"top.log", 10);
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&w.pw)
-            .arg(&w.src),
-    );
+    w.init();
     let sel = ["--exclude-wildcard", "*.log", "--exclude", "drop"];
-    let tar = w.export_tar("sel.tar", &sel);
-    let dest = w.path("dest");
-    let sel_os: Vec<&OsStr> = sel.iter().map(OsStr::new).collect();
-    export_ok(&w.src, &dest, &w.pw, &sel_os);
-    let x = w.empty_dir("gnu");
-    gnu_extract(&tar, &x);
+    let (tar, dest, x, y) = w.export_both(&sel);
     assert_same(
         &dest,
         &x,
@@ -929,6 +900,7 @@ fn tar_respects_excludes() {
         "directory export (A) vs GNU tar -x (B), with excludes",
         None,
     );
+    assert_same_as_bsdtar(&x, &y, "GNU tar -x (A) vs bsdtar -x (B), with excludes");
     // root: diriv, conf, keep/ (diriv, a) — nothing else
     assert_eq!(members(&tar).len(), 6, "{:?}", members(&tar));
 }
