@@ -17,6 +17,7 @@ pub mod pathmap;
 pub mod progress;
 pub mod restore;
 pub mod sink;
+pub mod stream;
 pub mod sync;
 pub mod view;
 pub mod walk;

@@ -581,10 +581,11 @@ fn write_all(out: &mut dyn Write, bytes: &[u8], e: &Entry) -> Result<u64> {
 }
 
 /// Remembers whether an I/O error came from the destination, so the message can blame
-/// the right file (an unreadable source versus a full disk).
-struct WatchedWriter<'a> {
-    inner: &'a mut dyn Write,
-    failed: bool,
+/// the right file (an unreadable source versus a full disk). The tar stream uses it to
+/// tell a fatal output error from a source error.
+pub(crate) struct WatchedWriter<'a> {
+    pub(crate) inner: &'a mut dyn Write,
+    pub(crate) failed: bool,
 }
 
 impl Write for WatchedWriter<'_> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Create SRC/.gocryptfs.reverse.conf (like `gocryptfs -init -reverse SRC`)
     Init(InitArgs),
-    /// Write the encrypted reverse view of SRC into the directory DEST
+    /// Write the encrypted reverse view of SRC into the directory DEST, or as a tar stream (--tar)
     Export(ExportArgs),
     /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating everything
     Restore(RestoreArgs),
@@ -190,6 +190,10 @@ pub struct SelectArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    group(ArgGroup::new("output").required(true).args(["dest", "tar"])),
+    override_usage = "cryptbak export [OPTIONS] <SRC> <DEST>\n       cryptbak export [OPTIONS] --tar <FILE> <SRC>"
+)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub key: KeyArgs,
@@ -239,7 +243,23 @@ pub struct ExportArgs {
 
     /// Where to write the encrypted view: created if missing; if it exists it must be empty
     /// or an earlier export with the same key, and is updated to exactly the current view
-    pub dest: PathBuf,
+    pub dest: Option<PathBuf>,
+
+    /// Write the encrypted view as one tar archive to FILE (`-` for standard output) instead of into DEST
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "verbose", "json"],
+        long_help = "Write the encrypted view as one POSIX (pax) tar archive to FILE, or to standard \
+output with `-`, instead of into a directory DEST; nothing is stored anywhere else. Extracting it \
+(GNU tar or bsdtar, as root) gives exactly the tree `cryptbak export SRC DEST` writes, and a plain \
+gocryptfs mounts that tree. The archive is deterministic: the same tree gives the same bytes, \
+whatever -j. Example: cryptbak export --passfile pw --tar - /home | ssh host 'cat > home.tar'. \
+A FILE is written under a temporary name and renamed when complete. Standard output must not be \
+a terminal. If the reader goes away (broken pipe), cryptbak stops with exit code 1: the archive \
+is incomplete."
+    )]
+    pub tar: Option<PathBuf>,
 
     // Last: its help heading would otherwise also cover the options after it.
     #[command(flatten)]

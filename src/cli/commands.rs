@@ -201,7 +201,10 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         return Err(Error::invalid(&a.src, "not a directory"));
     }
     let selection = selection(&a.select)?;
-    if same_place(&a.src, &a.dest) {
+    if let Some(tar) = &a.tar {
+        super::tar::check_output(tar, &a.src)?;
+    }
+    if a.dest.as_ref().is_some_and(|dest| same_place(&a.src, dest)) {
         return Err(Error::Usage(
             "DEST must not be inside SRC (or SRC inside DEST)".into(),
         ));
@@ -230,19 +233,26 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         selection,
     };
     let view = View::new(a.src.clone(), cryptor, opts);
+    let Some(dest) = &a.dest else {
+        let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
+        let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
+        let summary = super::tar::export(&view, tar, &progress);
+        progress.finish();
+        return Ok(super::tar::report(&summary?, tar, a.quiet, started));
+    };
 
     if !a.dry_run {
-        std::fs::create_dir_all(&a.dest).map_err(|e| Error::io(&a.dest, e))?;
+        std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
     }
-    let _lock = if a.dest.exists() {
-        Some(DestLock::acquire(&a.dest)?)
+    let _lock = if dest.exists() {
+        Some(DestLock::acquire(dest)?)
     } else {
         None
     };
-    sync::check_dest_key(&a.dest, &view)?;
+    sync::check_dest_key(dest, &view)?;
 
     let sink = DirSink::new(
-        a.dest.clone(),
+        dest.clone(),
         DirOptions {
             dry_run: a.dry_run,
             checksum: a.checksum,
@@ -264,7 +274,7 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     if a.json {
         print_json_summary(&summary, started);
     } else if !a.quiet {
-        print_summary(&summary, started, &a.dest, a.dry_run);
+        print_summary(&summary, started, dest, a.dry_run);
     }
     Ok(if summary.errors > 0 {
         exit::PARTIAL

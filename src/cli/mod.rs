@@ -8,3 +8,4 @@ pub mod inspect;
 pub mod password;
 pub mod report;
 pub mod restore;
+pub mod tar;

@@ -2,6 +2,7 @@
 //! comes from `View`.
 
 pub mod dir;
+pub mod tar;
 
 use crate::content::FileEncryptor;
 use crate::error::Result;

@@ -5,6 +5,7 @@ mod incremental;
 mod interop_export;
 mod restore;
 mod restore_util;
+mod tar;
 mod tree;
 mod tty;
 mod util;
