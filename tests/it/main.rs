@@ -1,4 +1,5 @@
 mod cli;
+mod examples;
 mod exclude;
 mod gocryptfs;
 mod incremental;
