@@ -33,7 +33,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("interrupted")]
+    #[error("interrupted by a signal: only complete files were left under their final names; run again to finish")]
     Interrupted,
 }
 

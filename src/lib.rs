@@ -5,6 +5,7 @@
 //! crypto and path math ([`keys`], [`pathiv`], [`names`], [`content`], [`config`]).
 //! It never prints: problems and progress go through [`progress::Progress`].
 
+pub mod cancel;
 pub mod config;
 pub mod content;
 pub mod cryptor;

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
             });
         }
     };
+    if matches!(cli.command, Cmd::Export(_)) {
+        stop_on_signals();
+    }
     let result = match &cli.command {
         Cmd::Init(a) => commands::init(a),
         Cmd::Export(a) => commands::export(a),
@@ -39,4 +42,17 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// SIGINT and SIGTERM ask the export to stop cleanly (exit 130); a second one ends the
+/// process at once. Commands that do not check the flag keep the default behaviour.
+fn stop_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = cryptbak::cancel::flag();
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit must see the flag before this signal sets it.
+        let _ =
+            signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
 }

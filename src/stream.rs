@@ -297,6 +297,7 @@ impl<'a, W: Write> TarExport<'a, W> {
         let mut window: VecDeque<Work> = VecDeque::new();
         let mut ahead_bytes = 0u64;
         loop {
+            crate::cancel::check()?;
             while window.len() < opts.window_entries.max(1) && ahead_bytes < opts.window_bytes {
                 let next = order.next();
                 for p in order.problems.drain(..) {

@@ -590,9 +590,11 @@ pub(crate) struct WatchedWriter<'a> {
 
 impl Write for WatchedWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::cancel::io_check()?;
         self.inner.write(buf).inspect_err(|_| self.failed = true)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        crate::cancel::io_check()?;
         self.inner
             .write_all(buf)
             .inspect_err(|_| self.failed = true)

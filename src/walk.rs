@@ -99,7 +99,12 @@ pub fn export(view: &View, sink: &dyn Sink, progress: &dyn Progress) -> Result<S
         hard_links: Mutex::new(Vec::new()),
     };
     walk.visit_dir(root);
+    // Stopped by a signal: what was written is complete (temporary files of the files
+    // in flight are gone), but deleting stale entries or finishing directories now would
+    // make a partial tree look finished. The next run converges.
+    crate::cancel::check()?;
     walk.write_hard_links();
+    crate::cancel::check()?;
     match sink.delete_stale() {
         Ok(deleted) => {
             add(&walk.counters.deleted, deleted.len() as u64);
@@ -127,6 +132,10 @@ pub fn export(view: &View, sink: &dyn Sink, progress: &dyn Progress) -> Result<S
 
 impl Walk<'_> {
     fn report(&self, p: Problem) {
+        if crate::cancel::requested() {
+            // Files cut short by the stop are not errors of their own.
+            return;
+        }
         match p.severity {
             Severity::Warning => add(&self.counters.warnings, 1),
             Severity::Error => add(&self.counters.errors, 1),
@@ -179,6 +188,9 @@ impl Walk<'_> {
     }
 
     fn visit(&self, e: Entry, enc: &mut FileEncryptor) {
+        if crate::cancel::requested() {
+            return;
+        }
         match &e.payload {
             Payload::Dir { .. } => match self.sink.create_dir(&e) {
                 Ok(action) => {

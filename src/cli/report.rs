@@ -149,7 +149,11 @@ impl StderrReport {
             });
             println!("{v}");
         }
-        let line = format!("{}: {}", show_path(&p.path), sanitize(&p.msg));
+        // Library errors often name the same path already; say it once.
+        let path = show_path(&p.path);
+        let msg = sanitize(&p.msg);
+        let msg = msg.strip_prefix(&format!("{path}: ")).unwrap_or(&msg);
+        let line = format!("{path}: {msg}");
         match p.severity {
             Severity::Warning if !self.quiet => warn(&line),
             Severity::Warning => {}

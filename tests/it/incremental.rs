@@ -474,3 +474,45 @@ fn newly_excluded_entries_are_deleted_like_vanished_ones() {
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     assert!(scan(&dest).len() < before);
 }
+
+#[test]
+fn sigint_and_sigterm_stop_cleanly_with_exit_130() {
+    let t = TestDir::new("signal");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    let mut b = build_many_files(&src, 10, 50);
+    b.rfile(b"big", 30 << 20);
+    init(&src, &pw);
+    for sig in ["INT", "TERM"] {
+        let child = export_cmd(
+            &src,
+            &dest,
+            &pw,
+            &[OsStr::new("-q"), OsStr::new("-j"), OsStr::new("2")],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string()),
+        );
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(0) {
+            continue; // finished before the signal arrived: nothing to check
+        }
+        assert_eq!(out.status.code(), Some(130), "SIG{sig}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        let temps: Vec<_> = scan(&dest)
+            .into_keys()
+            .filter(|p| esc(p).contains(".cryptbak-tmp-"))
+            .collect();
+        assert!(temps.is_empty(), "SIG{sig} left temp files: {temps:?}");
+    }
+    export_and_check(&src, &dest, &pw, "rerun after signals");
+}
