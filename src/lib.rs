@@ -8,6 +8,7 @@
 pub mod cancel;
 pub mod config;
 pub mod content;
+pub mod cpath;
 pub mod cryptor;
 pub mod error;
 pub mod exclude;

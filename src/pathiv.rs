@@ -49,15 +49,7 @@ pub fn block_iv(block0: &[u8; 16], n: u64) -> [u8; 16] {
 /// The IV path of a symlink's target: gocryptfs 2.3 (and HEAD) appends the symlink's own
 /// ciphertext name to its cpath once more (FORMAT.md §9), so `a/b` becomes `a/b/b`.
 pub fn symlink_iv_path(cpath: &[u8]) -> Vec<u8> {
-    let base = match cpath.iter().rposition(|&c| c == b'/') {
-        Some(i) => &cpath[i + 1..],
-        None => cpath,
-    };
-    let mut p = Vec::with_capacity(cpath.len() + 1 + base.len());
-    p.extend_from_slice(cpath);
-    p.push(b'/');
-    p.extend_from_slice(base);
-    p
+    crate::cpath::join(cpath, crate::cpath::name(cpath))
 }
 
 #[cfg(test)]

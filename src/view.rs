@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::content::{self, FileEncryptor, FileIvs};
+use crate::cpath;
 use crate::cryptor::Cryptor;
 use crate::error::{Error, IoContext, Result};
 use crate::exclude::{self, Selection};
@@ -186,17 +187,6 @@ pub struct View {
     root_dev: OnceLock<u64>,
 }
 
-fn join_cpath(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    if parent.is_empty() {
-        return name.to_vec();
-    }
-    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
-    p.extend_from_slice(parent);
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
-}
-
 impl View {
     pub fn new(root: PathBuf, cryptor: Cryptor, opts: ViewOptions) -> View {
         View {
@@ -244,7 +234,7 @@ impl View {
         let mut entries = Vec::new();
         if self.cryptor.has_diriv_files() {
             entries.push(Entry {
-                cpath: join_cpath(&dir.cpath, DIRIV_NAME.as_bytes()),
+                cpath: cpath::join(&dir.cpath, DIRIV_NAME.as_bytes()),
                 source: dir.source.clone(),
                 meta: dir.meta.virtual_file(16, version),
                 payload: Payload::DirIv(dir_iv),
@@ -471,7 +461,7 @@ impl View {
             ));
         }
 
-        let cpath = join_cpath(&dir.cpath, shown_name);
+        let cpath = cpath::join(&dir.cpath, shown_name);
 
         let payload = match ftype {
             S_IFDIR => Payload::Dir {

@@ -6,7 +6,6 @@
 //! hard-linked file share, is made after the walk from the sorted list of links.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,7 +165,7 @@ impl Walk<'_> {
                     let keep: Vec<&[u8]> = listing
                         .entries
                         .iter()
-                        .map(|e| last_component(&e.cpath))
+                        .map(|e| crate::cpath::name(&e.cpath))
                         .chain(listing.protected.iter().map(Vec::as_slice))
                         .collect();
                     if let Err(err) = self.sink.prune(&dir, &keep) {
@@ -294,13 +293,6 @@ impl Walk<'_> {
     }
 }
 
-fn last_component(cpath: &[u8]) -> &[u8] {
-    match cpath.iter().rposition(|&c| c == b'/') {
-        Some(i) => &cpath[i + 1..],
-        None => cpath,
-    }
-}
-
 /// Depth-first order with each directory's names sorted bytewise: paths compared
 /// component by component (so `a/b` comes before `a-c`, unlike a plain byte compare).
 pub fn traversal_order(a: &Path, b: &Path) -> std::cmp::Ordering {
@@ -310,9 +302,7 @@ pub fn traversal_order(a: &Path, b: &Path) -> std::cmp::Ordering {
 }
 
 /// A view path as a `Path`, for messages.
-pub fn cpath_display(cpath: &[u8]) -> &Path {
-    Path::new(OsStr::from_bytes(cpath))
-}
+pub use crate::cpath::as_path as cpath_display;
 
 #[cfg(test)]
 mod tests {

@@ -168,24 +168,7 @@ fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// `a/b/c` → (`a/b`, `c`).
-pub fn split_cpath(cpath: &[u8]) -> (&[u8], &[u8]) {
-    match cpath.iter().rposition(|&c| c == b'/') {
-        Some(i) => (&cpath[..i], &cpath[i + 1..]),
-        None => (&[], cpath),
-    }
-}
-
-pub fn join_cpath(parent: &[u8], name: &[u8]) -> CPath {
-    if parent.is_empty() {
-        return name.to_vec();
-    }
-    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
-    p.extend_from_slice(parent);
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
-}
+pub use crate::cpath::{join as join_cpath, split as split_cpath};
 
 pub fn show_cpath(cpath: &[u8]) -> PathBuf {
     if cpath.is_empty() {

@@ -15,12 +15,7 @@ fn setup(label: &str) -> (TestDir, std::path::PathBuf, std::path::PathBuf) {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("file"), b"hello").unwrap();
     let pw = write_passfile(t.path());
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&pw)
-            .arg(&src),
-    );
+    init_fast(&src, &pw);
     (t, src, pw)
 }
 

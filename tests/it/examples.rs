@@ -26,12 +26,7 @@ fn source_with_config(t: &TestDir) -> (std::path::PathBuf, std::path::PathBuf) {
     fs::write(src.join("Documents/notes.txt"), "hello").unwrap();
     fs::write(src.join("big.bin"), vec![42u8; 100_000]).unwrap();
     let pw = write_passfile(t.path());
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&pw)
-            .arg(&src),
-    );
+    init_fast(&src, &pw);
     // Times in the past: rsync does not copy directory mtimes from the current second.
     run_ok(Command::new("find").arg(&src).args([
         "-exec",

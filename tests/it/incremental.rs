@@ -13,15 +13,6 @@ use std::time::Duration;
 use crate::tree::{build_many_files, build_varied, compare_trees, scan, Builder, VariedOpts};
 use crate::util::*;
 
-fn init(src: &Path, pw: &Path) {
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(pw)
-            .arg(src),
-    );
-}
-
 /// Export into `dest` (incrementally) and into a fresh directory; both must be equal.
 fn export_and_check(src: &Path, dest: &Path, pw: &Path, step: &str) -> String {
     let out = run_ok(&mut export_cmd(src, dest, pw, &[OsStr::new("-v")]));
@@ -89,7 +80,7 @@ fn incremental_equals_fresh_export_after_every_kind_of_change() {
     b.file(b"work/a.txt", b"alpha");
     b.file(b"work/sub/b.txt", b"beta");
     b.rfile(b"work/big.bin", 300_000);
-    init(&src, &pw);
+    init_fast(&src, &pw);
     export_and_check(&src, &dest, &pw, "first export");
 
     let long = "L".repeat(200);
@@ -205,7 +196,7 @@ fn no_change_run_touches_nothing_and_reports_nothing() {
             root_gocryptfs_conf: false,
         },
     );
-    init(&src, &pw);
+    init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
     let before = stamps(&dest);
     let out = run_ok(&mut export_cmd(&src, &dest, &pw, &[OsStr::new("--json")]));
@@ -244,7 +235,7 @@ fn dry_run_lists_changes_and_changes_nothing() {
     b.file(b"d/keep", b"keep");
     b.file(b"d/gone", b"gone");
     b.file(b"d/grow", b"grow");
-    init(&src, &pw);
+    init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
     fs::remove_file(b.p(b"d/gone")).unwrap();
     b.file(b"d/grow", b"grown bigger");
@@ -276,7 +267,7 @@ fn deletion_limits() {
     let dest = t.join("dest");
     let pw = write_passfile(t.path());
     build_many_files(&src, 2, 10);
-    init(&src, &pw);
+    init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
     let before = scan(&dest).len();
     for e in fs::read_dir(&src).unwrap().flatten() {
@@ -320,7 +311,7 @@ fn refuses_destinations_that_are_not_ours() {
     fs::create_dir(&src).unwrap();
     let mut b = Builder::new(&src, 1);
     b.file(b"a", b"some content");
-    init(&src, &pw);
+    init_fast(&src, &pw);
 
     // A directory of unrelated files: refused, untouched.
     let other = t.join("other");
@@ -346,7 +337,7 @@ fn refuses_destinations_that_are_not_ours() {
     fs::create_dir(&src2).unwrap();
     let mut b2 = Builder::new(&src2, 1);
     b2.file(b"a", b"some content");
-    init(&src2, &pw);
+    init_fast(&src2, &pw);
     let dest2 = t.join("dest2");
     export_ok(&src2, &dest2, &pw, &[]);
     let before = stamps(&dest2);
@@ -367,7 +358,7 @@ fn concurrent_runs_are_locked_out() {
     let pw = write_passfile(t.path());
     fs::create_dir(&src).unwrap();
     Builder::new(&src, 1).file(b"a", b"x");
-    init(&src, &pw);
+    init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
     let mut holder = Command::new("flock")
         .arg(&dest)
@@ -395,7 +386,7 @@ fn killed_runs_converge_to_a_fresh_export() {
     let mut b = build_many_files(&src, 20, 100);
     b.rfile(b"big1", 20 << 20);
     b.rfile(b"big2", 20 << 20);
-    init(&src, &pw);
+    init_fast(&src, &pw);
     for (i, delay_ms) in [5u64, 20, 60, 150, 400].into_iter().enumerate() {
         // Something new before each crash, so every run has work to do.
         b.rfile(format!("changed-{i}").as_bytes(), 100_000);
@@ -450,7 +441,7 @@ fn newly_excluded_entries_are_deleted_like_vanished_ones() {
     b.file(b"cache/blob", b"cached");
     b.file(b"keep.txt", b"keep");
     b.file(b"notes~", b"backup file");
-    init(&src, &pw);
+    init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
     let before = scan(&dest).len();
     let ew = [
@@ -483,7 +474,7 @@ fn sigint_and_sigterm_stop_cleanly_with_exit_130() {
     let pw = write_passfile(t.path());
     let mut b = build_many_files(&src, 10, 50);
     b.rfile(b"big", 30 << 20);
-    init(&src, &pw);
+    init_fast(&src, &pw);
     let mut stopped = 0;
     for sig in ["INT", "TERM"] {
         let child = export_cmd(
@@ -516,6 +507,9 @@ fn sigint_and_sigterm_stop_cleanly_with_exit_130() {
         assert!(temps.is_empty(), "SIG{sig} left temp files: {temps:?}");
         stopped += 1;
     }
-    assert!(stopped > 0, "both runs finished before the signal: the test proved nothing");
+    assert!(
+        stopped > 0,
+        "both runs finished before the signal: the test proved nothing"
+    );
     export_and_check(&src, &dest, &pw, "rerun after signals");
 }

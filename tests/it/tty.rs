@@ -30,12 +30,7 @@ fn progress_line_only_on_a_terminal() {
         fs::write(src.join(format!("f{i}")), vec![b'x'; 10_000]).unwrap();
     }
     let pw = write_passfile(t.path());
-    run_ok(
-        cryptbak()
-            .args(["init", "-q", "--scryptn", "10", "--passfile"])
-            .arg(&pw)
-            .arg(&src),
-    );
+    init_fast(&src, &pw);
 
     // On a pseudo-terminal: the progress line is drawn (and cleared at the end).
     let log = t.join("typescript");

@@ -291,3 +291,13 @@ pub fn export_cmd(src: &Path, dest: &Path, passfile: &Path, extra: &[&OsStr]) ->
 pub fn export_ok(src: &Path, dest: &Path, passfile: &Path, extra: &[&OsStr]) -> Output {
     run_ok(&mut export_cmd(src, dest, passfile, extra))
 }
+
+/// `cryptbak init` with a cheap scrypt cost (tests only), asserting success.
+pub fn init_fast(src: &Path, passfile: &Path) {
+    run_ok(
+        cryptbak()
+            .args(["init", "-q", "--scryptn", "10", "--passfile"])
+            .arg(passfile)
+            .arg(src),
+    );
+}
