@@ -19,6 +19,7 @@ pub mod restore;
 pub mod sink;
 pub mod stream;
 pub mod sync;
+pub mod verify;
 pub mod view;
 pub mod walk;
 
