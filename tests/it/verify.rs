@@ -303,6 +303,32 @@ fn verify_source_lists_differences() {
     run_code(&mut source(), 26);
 }
 
+/// Hard links share the IVs of one of their names: not a "moved file".
+#[test]
+fn verify_hard_links() {
+    let t = TestDir::new("verify-hardlinks");
+    let pw = write_passfile(t.path());
+    let src = t.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("h1"), b"shared").unwrap();
+    fs::hard_link(src.join("h1"), src.join("d/h2")).unwrap();
+    run_ok(
+        cryptbak()
+            .args(["init", "-q", "--scryptn", "10", "--passfile"])
+            .arg(&pw)
+            .arg(&src),
+    );
+    let dest = t.join("dest");
+    export_ok(&src, &dest, &pw, &[]);
+    run_ok(
+        cryptbak()
+            .arg("verify")
+            .arg("--passfile")
+            .arg(&pw)
+            .arg(&dest),
+    );
+}
+
 #[test]
 fn verify_copy_of_gocryptfs_reverse_mount() {
     if !require_gocryptfs("verify_copy_of_gocryptfs_reverse_mount") {
@@ -332,7 +358,30 @@ fn verify_copy_of_gocryptfs_reverse_mount() {
         err.contains("reverse-made") && err.contains("; OK"),
         "{err}"
     );
-    // And it is what cryptbak would write for the same source.
+    // A forward-mode gocryptfs directory (AES-GCM, random IVs) verifies too.
+    let fwd = t.join("fwd");
+    fs::create_dir(&fwd).unwrap();
+    run_ok(
+        Command::new("gocryptfs")
+            .args(["-init", "-q", "-scryptn", "10", "-passfile"])
+            .arg(&pw)
+            .arg(&fwd),
+    );
+    let m = Mount::forward(&fwd, &pw);
+    fs::write(m.path().join("f"), vec![1u8; 9000]).unwrap();
+    fs::create_dir(m.path().join("d")).unwrap();
+    symlink("../f", m.path().join("d/l")).unwrap();
+    m.unmount();
+    let o = run_ok(
+        cryptbak()
+            .arg("verify")
+            .arg("--passfile")
+            .arg(&pw)
+            .arg(&fwd),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("forward-mode, AES-GCM; OK"), "{err}");
+    // And the copy of the reverse mount is what cryptbak would write for the same source.
     run_ok(
         cryptbak()
             .arg("verify")
