@@ -21,6 +21,7 @@ pub mod restore;
 pub mod sink;
 pub mod stream;
 pub mod sync;
+pub mod verify;
 pub mod view;
 pub mod walk;
 

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Cmd::Export(a) => commands::export(a),
         Cmd::Restore(a) => restore::restore(a),
         Cmd::Ls(a) => restore::ls(a),
+        Cmd::Verify(a) => cli::verify::verify(a),
         Cmd::Info(a) => cli::inspect::info(a),
         Cmd::EncryptPath(a) => cli::inspect::encrypt_path(a),
         Cmd::DecryptPath(a) => cli::inspect::decrypt_path(a),

@@ -9,3 +9,4 @@ pub mod password;
 pub mod report;
 pub mod restore;
 pub mod tar;
+pub mod verify;

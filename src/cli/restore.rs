@@ -20,7 +20,7 @@ use super::report::{sanitize, show_path, Output, StderrReport};
 const RESTORE_CONFIG_HINT: &str =
     "no such file (pass --config FILE, or --masterkey if the config is lost)";
 
-fn key_args(k: &BackupKeyArgs) -> KeyArgs {
+pub(crate) fn key_args(k: &BackupKeyArgs) -> KeyArgs {
     KeyArgs {
         password: PasswordArgs {
             passfile: k.password.passfile.clone(),
@@ -44,7 +44,7 @@ fn aead_flag(k: &BackupKeyArgs) -> Option<Aead> {
 
 /// Keys from a config file or `--masterkey`. The content cipher comes from the config;
 /// without one, from `--aessiv`/`--gcm`, else it is detected from the first file.
-fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Keys> {
+pub(crate) fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Keys> {
     let u = unlock(&key_args(k), default_config, RESTORE_CONFIG_HINT)?;
     let aead = if u.from_config {
         let a = Keys::aead_of(&u.format);

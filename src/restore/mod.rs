@@ -58,7 +58,7 @@ impl Keys {
         }
     }
 
-    fn parts(self) -> Result<(Format, Option<NameCodec>, decrypt::Decryptor)> {
+    pub(crate) fn parts(self) -> Result<(Format, Option<NameCodec>, decrypt::Decryptor)> {
         if self.format.xchacha {
             return Err(Error::Usage(
                 "XChaCha20-Poly1305 filesystems (gocryptfs -xchacha) are not supported by cryptbak restore; mount them with gocryptfs".into(),

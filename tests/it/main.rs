@@ -10,3 +10,4 @@ mod tar;
 mod tree;
 mod tty;
 mod util;
+mod verify;
