@@ -14,6 +14,7 @@ pub mod names;
 pub mod pathiv;
 pub mod progress;
 pub mod sink;
+pub mod siv;
 pub mod sync;
 pub mod view;
 pub mod walk;
