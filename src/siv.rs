@@ -32,8 +32,10 @@
 //! block = N ‖ V ‖ C
 //! ```
 
+use aes::cipher::consts::U16;
 use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::cipher::inout::InOutBuf;
+use aes::cipher::{BlockBackend, BlockClosure, BlockEncrypt, BlockSizeUser, KeyInit};
 use aes::{Aes256, Block};
 use zeroize::Zeroize;
 
@@ -43,8 +45,8 @@ use crate::pathiv;
 /// Blocks processed side by side. 8 matches the AES-NI backend's pipelined batch.
 pub const LANES: usize = 8;
 
-/// AES blocks of CTR keystream produced per `encrypt_blocks` call.
-const CTR_BATCH: usize = 32;
+/// AES blocks of CTR keystream produced per batch (one pipelined AES-NI batch).
+const CTR_BATCH: usize = 8;
 
 /// The CTR counter mask of RFC 5297: clear bit 31 of each of the last two 32-bit words.
 const CTR_MASK: u128 = !((1u128 << 63) | (1u128 << 31));
@@ -99,6 +101,76 @@ impl Drop for SivLanes {
         self.sub1.zeroize();
         self.sub2.zeroize();
         self.d0.zeroize();
+    }
+}
+
+/// Encrypt `blocks` in place with `backend`, in its pipelined batches.
+#[inline(always)]
+fn encrypt<B: BlockBackend<BlockSize = U16>>(backend: &mut B, blocks: &mut [Block]) {
+    let (chunks, tail) = InOutBuf::from(blocks).into_chunks::<B::ParBlocksSize>();
+    for c in chunks {
+        backend.proc_par_blocks(c);
+    }
+    backend.proc_tail_blocks(tail);
+}
+
+/// The interleaved CMAC(T) chains, run as a closure over the AES backend (AES-NI,
+/// ARMv8 or portable, picked at run time) so that the whole loop is compiled inside
+/// the backend's accelerated function rather than calling into it once per step.
+struct Chain<'a, 'b> {
+    lanes: &'a [Lane<'b>],
+    st: &'a mut [Block; LANES],
+}
+
+impl BlockSizeUser for Chain<'_, '_> {
+    type BlockSize = U16;
+}
+
+impl BlockClosure for Chain<'_, '_> {
+    #[inline(always)]
+    fn call<B: BlockBackend<BlockSize = U16>>(self, backend: &mut B) {
+        let Chain { lanes, st } = self;
+        let k = lanes.len();
+        // While every lane is still in its body, lanes map 1:1 to `st`; near the end,
+        // the lanes still running are packed together.
+        let common = lanes.iter().map(|l| l.body.len() / 16).min().unwrap_or(0);
+        if k == LANES {
+            // The hot loop: fixed lane count (unrolled), state kept in locals.
+            let bodies: [&[u8]; LANES] = std::array::from_fn(|j| &lanes[j].body[..16 * common]);
+            let mut s = *st;
+            for i in 0..common {
+                for j in 0..LANES {
+                    xor16(&mut s[j], &bodies[j][16 * i..16 * i + 16]);
+                }
+                encrypt(backend, &mut s);
+            }
+            *st = s;
+        } else {
+            for i in 0..common {
+                for (s, l) in st.iter_mut().zip(lanes) {
+                    xor16(s, &l.body[16 * i..16 * i + 16]);
+                }
+                encrypt(backend, &mut st[..k]);
+            }
+        }
+        let steps = lanes.iter().map(Lane::steps).max().unwrap_or(0);
+        let mut packed = [Block::default(); LANES];
+        let mut which = [0usize; LANES];
+        for i in common..steps {
+            let mut m = 0;
+            for (j, l) in lanes.iter().enumerate() {
+                if i < l.steps() {
+                    packed[m] = st[j];
+                    xor16(&mut packed[m], l.msg(i));
+                    which[m] = j;
+                    m += 1;
+                }
+            }
+            encrypt(backend, &mut packed[..m]);
+            for (p, &j) in packed[..m].iter().zip(&which[..m]) {
+                st[j] = *p;
+            }
+        }
     }
 }
 
@@ -333,34 +405,9 @@ impl SivLanes {
         }
         let lanes = &lanes[..k];
 
-        // CMAC(T) of all lanes, one AES call per step. While every lane is still in its
-        // body, lanes map 1:1 to `st`; near the end, the lanes still running are packed.
+        // CMAC(T) of all lanes, one AES call over all lanes per step.
         let mut st = [Block::default(); LANES];
-        let common = lanes.iter().map(|l| l.body.len() / 16).min().unwrap_or(0);
-        for i in 0..common {
-            for (s, l) in st.iter_mut().zip(lanes) {
-                xor16(s, &l.body[16 * i..16 * i + 16]);
-            }
-            self.mac.encrypt_blocks(&mut st[..k]);
-        }
-        let steps = lanes.iter().map(Lane::steps).max().unwrap_or(0);
-        let mut packed = [Block::default(); LANES];
-        let mut which = [0usize; LANES];
-        for i in common..steps {
-            let mut m = 0;
-            for (j, l) in lanes.iter().enumerate() {
-                if i < l.steps() {
-                    packed[m] = st[j];
-                    xor16(&mut packed[m], l.msg(i));
-                    which[m] = j;
-                    m += 1;
-                }
-            }
-            self.mac.encrypt_blocks(&mut packed[..m]);
-            for (p, &j) in packed[..m].iter().zip(&which[..m]) {
-                st[j] = *p;
-            }
-        }
+        self.mac.encrypt_with_backend(Chain { lanes, st: &mut st });
         let mut tags = [[0u8; 16]; LANES];
         for (t, s) in tags.iter_mut().zip(&st[..k]) {
             *t = (*s).into();
@@ -371,32 +418,54 @@ impl SivLanes {
     /// `out = input ⊕ AES-CTR(tag with the RFC 5297 bits cleared)`.
     fn ctr_xor(&self, tag: &[u8; 16], input: &[u8], out: &mut [u8]) {
         debug_assert_eq!(input.len(), out.len());
-        let ctr0 = u128::from_be_bytes(*tag) & CTR_MASK;
+        self.ctr.encrypt_with_backend(Ctr {
+            ctr0: u128::from_be_bytes(*tag) & CTR_MASK,
+            input,
+            out,
+        });
+    }
+}
+
+/// The CTR keystream XORed into a buffer, compiled inside the AES backend like [`Chain`].
+struct Ctr<'a> {
+    ctr0: u128,
+    input: &'a [u8],
+    out: &'a mut [u8],
+}
+
+impl BlockSizeUser for Ctr<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockClosure for Ctr<'_> {
+    #[inline(always)]
+    fn call<B: BlockBackend<BlockSize = U16>>(self, backend: &mut B) {
+        let Ctr { ctr0, input, out } = self;
         let mut ks = [Block::default(); CTR_BATCH];
-        for (c, (ib, ob)) in input
-            .chunks(16 * CTR_BATCH)
-            .zip(out.chunks_mut(16 * CTR_BATCH))
-            .enumerate()
-        {
-            let nks = ib.len().div_ceil(16);
-            let base = ctr0.wrapping_add((c * CTR_BATCH) as u128);
-            for (j, b) in ks[..nks].iter_mut().enumerate() {
-                *b = block(base.wrapping_add(j as u128));
+        let mut ic = input.chunks_exact(16 * CTR_BATCH);
+        let mut oc = out.chunks_exact_mut(16 * CTR_BATCH);
+        let mut c = ctr0;
+        for (ib, ob) in (&mut ic).zip(&mut oc) {
+            for (j, k) in ks.iter_mut().enumerate() {
+                *k = block(c.wrapping_add(j as u128));
             }
-            self.ctr.encrypt_blocks(&mut ks[..nks]);
-            let mut ic = ib.chunks_exact(16);
-            let mut oc = ob.chunks_exact_mut(16);
-            for ((i, o), k) in (&mut ic).zip(&mut oc).zip(&ks) {
-                let x = u128::from_ne_bytes(i.try_into().expect("16"))
+            c = c.wrapping_add(CTR_BATCH as u128);
+            encrypt(backend, &mut ks);
+            for (j, k) in ks.iter().enumerate() {
+                let x = u128::from_ne_bytes(ib[16 * j..16 * j + 16].try_into().expect("16"))
                     ^ u128::from_ne_bytes((*k).into());
-                o.copy_from_slice(&x.to_ne_bytes());
+                ob[16 * j..16 * j + 16].copy_from_slice(&x.to_ne_bytes());
             }
-            let (ir, or) = (ic.remainder(), oc.into_remainder());
-            if !ir.is_empty() {
-                let k = &ks[nks - 1];
-                for ((o, i), k) in or.iter_mut().zip(ir).zip(k.iter()) {
-                    *o = i ^ k;
-                }
+        }
+        let (ir, or) = (ic.remainder(), oc.into_remainder());
+        if !ir.is_empty() {
+            let nks = ir.len().div_ceil(16);
+            for (j, k) in ks[..nks].iter_mut().enumerate() {
+                *k = block(c.wrapping_add(j as u128));
+            }
+            encrypt(backend, &mut ks[..nks]);
+            for ((o, i), k) in or.iter_mut().zip(ir).zip(ks.iter().flatten()) {
+                *o = i ^ k;
             }
         }
     }
