@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Cmd::Init(a) => commands::init(a),
         Cmd::Export(a) => commands::export(a),
+        Cmd::Speed(a) => cli::speed::run(a),
         Cmd::Completions { shell } => commands::completions(*shell),
         Cmd::Man { dir } => commands::man_pages(dir),
     };

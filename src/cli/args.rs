@@ -26,6 +26,8 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into the directory DEST
     Export(ExportArgs),
+    /// Measure encryption speed on this machine (like `gocryptfs -speed`)
+    Speed(SpeedArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -155,6 +157,25 @@ pub struct ExportArgs {
     /// Where to write the encrypted view: created if missing; if it exists it must be empty
     /// or an earlier export with the same key, and is updated to exactly the current view
     pub dest: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SpeedArgs {
+    /// Threads for the second column (default: one per core)
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Seconds spent on each figure (split into rounds; the best round counts)
+    #[arg(long, value_name = "S", default_value_t = 0.5)]
+    pub seconds: f64,
+
+    /// Rounds per figure
+    #[arg(long, value_name = "N", default_value_t = 3, hide = true)]
+    pub rounds: usize,
+
+    /// Only the figures whose name contains TEXT (for profiling)
+    #[arg(long, value_name = "TEXT", hide = true)]
+    pub only: Option<String>,
 }
 
 /// gocryptfs's own single-dash spellings, accepted so existing scripts keep working.

@@ -6,3 +6,4 @@ pub mod commands;
 pub mod exit;
 pub mod password;
 pub mod report;
+pub mod speed;
