@@ -13,6 +13,7 @@
 #                       disk); a tmpfs such as /dev/shm/cryptbak-bench takes the disk out
 #                       of the measurement (needs RAM for two copies of a corpus)
 #   CRYPTBAK            cryptbak binary (default: cargo build --release of this checkout)
+#   BENCH_PREPARE_ONLY  1: only generate the corpora (e.g. while the machine is busy)
 #   CRYPTBAK_BASELINE   optional second cryptbak binary measured side by side (e.g. an
 #                       older build), shown as "cryptbak export (baseline)"
 #
@@ -116,6 +117,15 @@ base="${CRYPTBAK_BASELINE:+$CRYPTBAK_BASELINE export -q --passfile $pw}"
 {
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (nproc $(nproc)); $(uptime -p)"
 } > "$results/load.txt"
+
+if [ "${BENCH_PREPARE_ONLY:-}" = 1 ]; then
+  for kind in large small; do
+    if [ -z "$BENCH_ONLY" ] || [ "$BENCH_ONLY" = "$kind" ]; then
+      prepare_corpus "$kind"
+    fi
+  done
+  exit 0
+fi
 
 declare -A BYTES RSS
 for kind in large small; do
