@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::pathiv::{self, Purpose};
+use crate::siv::{SivLanes, LANES};
 
 pub const BLOCK_SIZE: usize = 4096;
 pub const HEADER_LEN: usize = 18;
@@ -25,6 +26,9 @@ pub const HEADER_VERSION: u16 = 2;
 const BATCH_BLOCKS: usize = 256;
 /// Below this many blocks a batch is encrypted on the calling thread.
 const PARALLEL_MIN_BLOCKS: usize = 16;
+/// The first read of a file: small files fill all lanes in one go, yet never allocate
+/// a full batch.
+const FIRST_READ_BLOCKS: usize = LANES;
 
 /// Ciphertext size of a plaintext of `plain` bytes.
 pub fn cipher_size(plain: u64) -> u64 {
@@ -56,15 +60,24 @@ pub fn plain_size(cipher: u64) -> Option<u64> {
 /// The AES-SIV-512 content key. Shared by all threads; each makes its own cipher state.
 pub struct ContentCipher {
     key: Zeroizing<[u8; 64]>,
+    lanes: SivLanes,
 }
 
 impl ContentCipher {
     pub fn new(key: Zeroizing<[u8; 64]>) -> Self {
-        ContentCipher { key }
+        let lanes = SivLanes::new(&key);
+        ContentCipher { key, lanes }
     }
 
     pub fn siv(&self) -> Aes256Siv {
         Aes256Siv::new(GenericArray::from_slice(&self.key[..]))
+    }
+
+    /// The fast path for runs of blocks (several blocks' AES-SIV at once, same bytes as
+    /// [`seal_block`] / [`open_block`]); shareable between threads. Restore decrypts
+    /// with [`SivLanes::open_blocks`].
+    pub fn lanes(&self) -> &SivLanes {
+        &self.lanes
     }
 }
 
@@ -160,7 +173,6 @@ pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Encrypts whole files, reusing its buffers from one file to the next.
 pub struct FileEncryptor<'a> {
     cipher: &'a ContentCipher,
-    siv: Aes256Siv,
     plain: Vec<u8>,
     sealed: Vec<u8>,
 }
@@ -169,7 +181,6 @@ impl<'a> FileEncryptor<'a> {
     pub fn new(cipher: &'a ContentCipher) -> Self {
         FileEncryptor {
             cipher,
-            siv: cipher.siv(),
             plain: Vec::new(),
             sealed: Vec::new(),
         }
@@ -185,7 +196,7 @@ impl<'a> FileEncryptor<'a> {
     ) -> io::Result<u64> {
         let mut total = 0u64;
         let mut block_no = 0u64;
-        let mut first_cap = BLOCK_SIZE;
+        let mut first_cap = FIRST_READ_BLOCKS * BLOCK_SIZE;
         loop {
             // Start small so the many small files never allocate a full batch.
             let cap = if total == 0 {
@@ -193,7 +204,12 @@ impl<'a> FileEncryptor<'a> {
             } else {
                 BATCH_BLOCKS * BLOCK_SIZE
             };
-            self.plain.resize(cap, 0);
+            // Buffers only grow: re-zeroing 1 MiB for every file that outgrows the
+            // first read (as `resize` after a shrink did) costs more than encrypting
+            // a small file.
+            if self.plain.len() < cap {
+                self.plain.resize(cap, 0);
+            }
             let got = read_full(src, &mut self.plain[..cap])?;
             if got == 0 {
                 break;
@@ -202,28 +218,28 @@ impl<'a> FileEncryptor<'a> {
                 dst.write_all(&header(&ivs.file_id))?;
             }
             let blocks = got.div_ceil(BLOCK_SIZE);
-            self.sealed.resize(got + blocks * BLOCK_OVERHEAD, 0);
-            let plain = &self.plain[..got];
-            if blocks >= PARALLEL_MIN_BLOCKS {
-                let cipher = self.cipher;
-                plain
-                    .par_chunks(BLOCK_SIZE)
-                    .zip(self.sealed.par_chunks_mut(CIPHER_BLOCK_SIZE))
-                    .enumerate()
-                    .for_each_init(
-                        || cipher.siv(),
-                        |siv, (i, (p, o))| seal_block(siv, ivs, block_no + i as u64, p, o),
-                    );
-            } else {
-                for (i, (p, o)) in plain
-                    .chunks(BLOCK_SIZE)
-                    .zip(self.sealed.chunks_mut(CIPHER_BLOCK_SIZE))
-                    .enumerate()
-                {
-                    seal_block(&mut self.siv, ivs, block_no + i as u64, p, o);
-                }
+            let sealed_len = got + blocks * BLOCK_OVERHEAD;
+            if self.sealed.len() < sealed_len {
+                self.sealed.resize(sealed_len, 0);
             }
-            dst.write_all(&self.sealed)?;
+            let sealed = &mut self.sealed[..sealed_len];
+            let plain = &self.plain[..got];
+            // Same bytes as `seal_block` per block, but LANES blocks at a time (see
+            // `siv`): big batches go to the rayon pool in runs of LANES blocks.
+            let lanes = self.cipher.lanes();
+            if blocks >= PARALLEL_MIN_BLOCKS {
+                plain
+                    .par_chunks(LANES * BLOCK_SIZE)
+                    .zip(sealed.par_chunks_mut(LANES * CIPHER_BLOCK_SIZE))
+                    .enumerate()
+                    .for_each(|(i, (p, o))| {
+                        let n = block_no + (i * LANES) as u64;
+                        lanes.seal_blocks(&ivs.file_id, n, &ivs.block0, p, o)
+                    });
+            } else {
+                lanes.seal_blocks(&ivs.file_id, block_no, &ivs.block0, plain, sealed);
+            }
+            dst.write_all(sealed)?;
             total += got as u64;
             block_no += blocks as u64;
             if got < cap {

@@ -19,6 +19,7 @@ pub mod pathmap;
 pub mod progress;
 pub mod restore;
 pub mod sink;
+pub mod siv;
 pub mod stream;
 pub mod sync;
 pub mod verify;

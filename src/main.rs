@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Cmd::Info(a) => cli::inspect::info(a),
         Cmd::EncryptPath(a) => cli::inspect::encrypt_path(a),
         Cmd::DecryptPath(a) => cli::inspect::decrypt_path(a),
+        Cmd::Speed(a) => cli::speed::run(a),
         Cmd::Completions { shell } => commands::completions(*shell),
         Cmd::Man { dir } => commands::man_pages(dir),
     };

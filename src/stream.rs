@@ -760,10 +760,13 @@ mod tests {
         };
         let (member, s) = stream(&c, src, SIZE as u64);
         assert_eq!(member.len() as u64, cipher_size(SIZE as u64));
-        // The first block is encrypted on its own before the big batch that fails.
-        assert_eq!(
-            good_blocks(&c, &member, &plain),
-            [true, false, false, false]
+        // Blocks from a batch that was read whole may be kept (how many depends on the
+        // encryptor's first read size); everything from the failed read on is filler.
+        let good = good_blocks(&c, &member, &plain);
+        assert!(!good[2..].iter().any(|&g| g), "{good:?}");
+        assert!(
+            good.windows(2).all(|w| w[0] || !w[1]),
+            "good blocks must be a prefix: {good:?}"
         );
         let msg = s.problem.unwrap();
         assert!(msg.starts_with("read error after"), "{msg}");

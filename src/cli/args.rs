@@ -38,6 +38,8 @@ pub enum Cmd {
     EncryptPath(EncryptPathArgs),
     /// Print the plaintext path of a path inside a backup, like gocryptfs's DecryptPath
     DecryptPath(DecryptPathArgs),
+    /// Measure encryption speed on this machine (like `gocryptfs -speed`)
+    Speed(SpeedArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -399,6 +401,25 @@ pub struct VerifyArgs {
     // with --source: the selection options the backup was exported with.
     #[command(flatten)]
     pub select: SelectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SpeedArgs {
+    /// Threads for the second column (default: one per core)
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Seconds spent on each figure (split into rounds; the best round counts)
+    #[arg(long, value_name = "S", default_value_t = 0.5)]
+    pub seconds: f64,
+
+    /// Rounds per figure
+    #[arg(long, value_name = "N", default_value_t = 3, hide = true)]
+    pub rounds: usize,
+
+    /// Only the figures whose name contains TEXT (for profiling)
+    #[arg(long, value_name = "TEXT", hide = true)]
+    pub only: Option<String>,
 }
 
 /// gocryptfs's own single-dash spellings, accepted so existing scripts keep working.

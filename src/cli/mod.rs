@@ -8,5 +8,6 @@ pub mod inspect;
 pub mod password;
 pub mod report;
 pub mod restore;
+pub mod speed;
 pub mod tar;
 pub mod verify;
