@@ -82,7 +82,7 @@ prepare_corpus() {
 }
 
 plain_bytes() {
-  find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'
+  find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}'
 }
 
 # cp -a of a reverse mount, as one timed command (mount, copy, unmount).
@@ -211,7 +211,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$results/load.txt"
     python3 - "$json" "$scenario" "${BYTES[$kind]:-0}" <<'PY'
 import json, sys
 data = json.load(open(sys.argv[1]))["results"]
-scenario, nbytes = sys.argv[2], int(sys.argv[3])
+scenario, nbytes = sys.argv[2], int(float(sys.argv[3]))
 ref = data[0]["median"]
 for r in data:
     med = r["median"]
