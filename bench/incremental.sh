@@ -56,4 +56,4 @@ for x in r:
     print(f"| small-1pct | {x['command']} | {m:.3f} | {min(x['times']):.3f} | {m / base:.2f} |")
 PY
 # The copies stay identical to each other apart from what rsync cannot know: check.
-diff -r "$out/cb" "$out/rs" >/dev/null && echo "cryptbak DEST equals the rsync'ed reverse view" >&2 || echo "WARNING: cryptbak DEST differs from the rsync'ed reverse view" >&2
+diff -r --no-dereference "$out/cb" "$out/rs" >/dev/null && echo "cryptbak DEST equals the rsync'ed reverse view" >&2 || echo "WARNING: cryptbak DEST differs from the rsync'ed reverse view" >&2
