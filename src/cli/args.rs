@@ -326,6 +326,14 @@ pub struct RestoreArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Print the final summary as a JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not show the progress line (it is only shown when stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+
     /// The backup: a ciphertext directory, or with --tar a tar file or -
     pub backup: PathBuf,
 

@@ -126,7 +126,7 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         chown: nix::unistd::geteuid().is_root(),
     };
     set_threads(a.jobs);
-    let progress = StderrReport::new(a.quiet, Output::Quiet, false);
+    let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
     let summary = if a.tar {
         let in_stream = a.key.config.is_none() && a.key.masterkey.is_none();
         let keys_now = if in_stream {
@@ -152,10 +152,32 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
         restore::restore_dir(&a.backup, &a.dest, keys, &opts, &progress)?
     };
-    if !a.quiet {
+    progress.finish();
+    if a.json {
+        print_json_summary(&summary, started);
+    } else if !a.quiet {
         print_summary(&summary, started, &a.dest);
     }
     Ok(exit_code(&summary))
+}
+
+fn print_json_summary(s: &Summary, started: Instant) {
+    let v = serde_json::json!({
+        "event": "summary",
+        "files": s.files,
+        "dirs": s.dirs,
+        "symlinks": s.symlinks,
+        "specials": s.specials,
+        "hard_links": s.hard_links,
+        "bytes": s.bytes,
+        "warnings": s.warnings,
+        "errors": s.errors,
+        "integrity_errors": s.integrity_errors,
+        "layout": match s.layout { Layout::Reverse => "reverse", Layout::Forward => "forward", Layout::Unknown => "unknown" },
+        "content": s.aead.map(Aead::name),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{v}");
 }
 
 fn exit_code(s: &Summary) -> i32 {

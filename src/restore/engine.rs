@@ -641,6 +641,7 @@ impl<'a> Engine<'a> {
                         inc(&self.counters.files, 1);
                         inc(&self.counters.bytes, staged.report.plain_len);
                         let _ = meta;
+                        self.progress.entry_done(&cpath, staged.report.plain_len);
                         st.placed(cpath);
                     }
                     Err(e) => self.error(shown, e.to_string()),

@@ -294,3 +294,23 @@ fn info_and_path_mapping_commands() {
             .arg(format!("{head}/{flipped}")),
     );
 }
+
+#[test]
+fn restore_json_summary_is_parseable() {
+    let (t, src, pw) = setup("restore-json");
+    let dest = t.join("dest");
+    export_ok(&src, &dest, &pw, &[]);
+    let out = run_ok(
+        cryptbak()
+            .args(["restore", "--json", "--passfile"])
+            .arg(&pw)
+            .arg(&dest)
+            .arg(t.join("plain")),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["event"], "summary");
+    assert_eq!(v["files"], 1, "{v}");
+    assert_eq!(v["integrity_errors"], 0);
+    assert_eq!(v["layout"], "reverse");
+    assert_eq!(fs::read(t.join("plain/file")).unwrap(), b"hello");
+}
