@@ -2,6 +2,7 @@ mod cli;
 mod examples;
 mod exclude;
 mod gocryptfs;
+mod harden;
 mod incremental;
 mod interop_export;
 mod restore;
