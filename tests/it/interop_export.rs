@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::gocryptfs::{
     copy_view, copy_view_allow_errors, dump_masterkey, init_reverse, require_gocryptfs, Mount,
@@ -16,8 +16,7 @@ use crate::tree::{
     show_rel, CompareOpts, Diff, VariedOpts,
 };
 use crate::util::{
-    cryptbak, export_cmd, export_ok, run, run_code, run_fail, run_ok, show_output, write_passfile,
-    TestDir,
+    cryptbak, export_cmd, export_ok, run, run_code, run_fail, run_ok, show_output, TestDir, Work,
 };
 
 const CONF: &str = ".gocryptfs.reverse.conf";
@@ -90,28 +89,6 @@ const LONGNAMEMAX100: Variant = Variant {
     longnamemax: Some(100),
 };
 
-/// Work area of one test: `src/` (plaintext), a password file, room for DESTs.
-struct Work {
-    dir: TestDir,
-    src: PathBuf,
-    pw: PathBuf,
-}
-
-impl Work {
-    fn new(label: &str) -> Work {
-        let dir = TestDir::new(label);
-        let src = dir.join("src");
-        fs::create_dir(&src).unwrap();
-        let pw = write_passfile(dir.path());
-        Work { dir, src, pw }
-    }
-
-    /// A path for an export destination that does not exist yet.
-    fn dest(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
 /// Panics with a readable list when `a` and `b` differ. `mount` (a reverse
 /// mount that is still mounted) is used to show plaintext names.
 fn assert_same(a: &Path, b: &Path, opts: &CompareOpts, what: &str, mount: Option<&Mount>) {
@@ -129,6 +106,17 @@ fn assert_same(a: &Path, b: &Path, opts: &CompareOpts, what: &str, mount: Option
         b.display(),
         format_diffs(&diffs, 60, &annotate)
     );
+}
+
+/// The core interop check: mount SRC with `gocryptfs -reverse`, copy the view with
+/// `cp -a`, export SRC with cryptbak into `dest`, and assert both trees are identical.
+/// Returns the still-mounted mount and the copy, for checks of their own.
+fn export_matches_mount(w: &Work, dest: &Path, what: &str) -> (Mount, TestDir) {
+    let m = Mount::reverse(&w.src, &w.pw, &[]);
+    let r = copy_view(&m);
+    export_ok(&w.src, dest, &w.pw, &[]);
+    assert_same(r.path(), dest, &CompareOpts::default(), what, Some(&m));
+    (m, r)
 }
 
 /// Forward-mounts DEST with real gocryptfs and checks it shows SRC. The
@@ -174,19 +162,14 @@ fn export_matches_reverse_mount(v: &Variant, seed: u64) {
         },
     );
     init_reverse(&w.src, &w.pw, v.gocryptfs);
-    let m = Mount::reverse(&w.src, &w.pw, &[]);
-    let r = copy_view(&m);
-    let dest = w.dest("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    assert_same(
-        r.path(),
+    let dest = w.path("dest");
+    let (m, _r) = export_matches_mount(
+        &w,
         &dest,
-        &CompareOpts::default(),
         &format!(
             "[{}] cp -a of gocryptfs -reverse (A) vs cryptbak export (B)",
             v.name
         ),
-        Some(&m),
     );
     m.unmount();
     check_forward(&dest, &w.src, &w.pw, &[], true);
@@ -297,19 +280,14 @@ fn init_config_accepted(v: &Variant, seed: u64) {
     );
 
     // real gocryptfs accepts it, and shows what cryptbak exports
-    let m = Mount::reverse(&w.src, &w.pw, &[]);
-    let r = copy_view(&m);
-    let dest = w.dest("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    assert_same(
-        r.path(),
+    let dest = w.path("dest");
+    let (m, _r) = export_matches_mount(
+        &w,
         &dest,
-        &CompareOpts::default(),
         &format!(
             "[{}, config by cryptbak init] cp -a of gocryptfs -reverse (A) vs cryptbak export (B)",
             v.name
         ),
-        Some(&m),
     );
     m.unmount();
     // gocryptfs-xray can unwrap the key with the password
@@ -415,10 +393,10 @@ fn export_twice_is_identical() {
         .arg("10")
         .arg(&w.src);
     run_ok(&mut c);
-    let d1 = w.dest("dest1");
+    let d1 = w.path("dest1");
     export_ok(&w.src, &d1, &w.pw, &[]);
     // second destination exists already (empty)
-    let d2 = w.dest("dest2");
+    let d2 = w.path("dest2");
     fs::create_dir(&d2).unwrap();
     export_ok(&w.src, &d2, &w.pw, &[]);
     assert_same(
@@ -470,7 +448,7 @@ fn export_with_masterkey() {
             Some(&m),
         );
     }
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     let mut c = cryptbak();
     c.arg("export")
         .arg("--masterkey")
@@ -517,7 +495,7 @@ fn export_with_custom_config_path() {
     let m = Mount::reverse(&w.src, &w.pw, &cfg);
     let r = copy_view(&m);
     assert!(fs::symlink_metadata(r.join("gocryptfs.conf")).is_err());
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     export_ok(
         &w.src,
         &dest,
@@ -559,7 +537,7 @@ fn export_config_is_symlink() {
     let r = copy_view(&m);
     let md = fs::symlink_metadata(r.join("gocryptfs.conf")).unwrap();
     assert!(md.is_file(), "gocryptfs shows the config as a regular file");
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     export_ok(&w.src, &dest, &w.pw, &[]);
     assert_same(
         r.path(),
@@ -583,7 +561,7 @@ fn export_hard_links() {
     init_reverse(&w.src, &w.pw, &[]);
     let m = Mount::reverse(&w.src, &w.pw, &[]);
     let r = copy_view(&m);
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     export_ok(&w.src, &dest, &w.pw, &[]);
 
     // Names and metadata as in the reference; contents of hard-linked files
@@ -678,7 +656,7 @@ fn export_symlink_target_too_long_exits_2() {
         3,
         "expected cp -a to fail on 3 symlinks; cp stderr:\n{cp_err}\nmissing: {missing:?}"
     );
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     let out = run_code(&mut export_cmd(&w.src, &dest, &w.pw, &[]), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for name in ["toolong_link", "toolong4000", "edge3040"] {
@@ -719,17 +697,8 @@ fn export_many_files() {
     let w = Work::new("many");
     build_many_files(&w.src, 20, 100);
     init_reverse(&w.src, &w.pw, &[]);
-    let m = Mount::reverse(&w.src, &w.pw, &[]);
-    let r = copy_view(&m);
-    let dest = w.dest("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    assert_same(
-        r.path(),
-        &dest,
-        &CompareOpts::default(),
-        "many files: REF (A) vs export (B)",
-        Some(&m),
-    );
+    let dest = w.path("dest");
+    let (_m, _r) = export_matches_mount(&w, &dest, "many files: REF (A) vs export (B)");
 }
 
 /// Exit status conventions: a missing source is fatal (not 0, not 2).
@@ -738,7 +707,7 @@ fn export_missing_source_is_fatal() {
     let w = Work::new("nosrc");
     let out = run(&mut export_cmd(
         &w.dir.join("does-not-exist"),
-        &w.dest("dest"),
+        &w.path("dest"),
         &w.pw,
         &[],
     ));
@@ -765,7 +734,7 @@ fn export_wrong_password_exits_12() {
     run_ok(&mut c);
     let bad = w.dir.join("badpw");
     fs::write(&bad, b"not the password\n").unwrap();
-    run_code(&mut export_cmd(&w.src, &w.dest("dest"), &bad, &[]), 12);
+    run_code(&mut export_cmd(&w.src, &w.path("dest"), &bad, &[]), 12);
 }
 
 /// DEST may be a previous export: after changes to SRC, exporting into the
@@ -784,7 +753,7 @@ fn export_into_previous_export() {
         },
     );
     init_reverse(&w.src, &w.pw, &[]);
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     export_ok(&w.src, &dest, &w.pw, &[]);
 
     // change the plaintext in many ways
@@ -851,7 +820,7 @@ fn export_special_files() {
     init_reverse(&w.src, &w.pw, &[]);
     let m = Mount::reverse(&w.src, &w.pw, &[]);
     let r = copy_view(&m);
-    let dest = w.dest("dest");
+    let dest = w.path("dest");
     // Sockets are skipped with a warning (the rule: a socket is a live endpoint,
     // not data); gocryptfs lists them, so REF holds them and their .name files.
     let out = export_ok(&w.src, &dest, &w.pw, &[]);

@@ -18,33 +18,13 @@ use crate::tree::{
     name_of_len, scan, Builder, CompareOpts, VariedOpts,
 };
 use crate::util::{
-    cryptbak, esc, export_ok, is_root, os, run, run_code, run_ok, show_output, write_passfile,
-    TestDir,
+    cryptbak, esc, export_ok, is_root, os, run, run_code, run_ok, show_output, TestDir, Work,
 };
 
 /// The config as the view shows it (the forward mount hides it).
 const CONF: &str = "gocryptfs.conf";
 
-/// Work area: `src/` (plaintext), a password file, room for outputs.
-struct Work {
-    dir: TestDir,
-    src: PathBuf,
-    pw: PathBuf,
-}
-
 impl Work {
-    fn new(label: &str) -> Work {
-        let dir = TestDir::new(&format!("tar-{label}"));
-        let src = dir.join("src");
-        fs::create_dir(&src).unwrap();
-        let pw = write_passfile(dir.path());
-        Work { dir, src, pw }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
     /// An empty directory to extract into.
     fn empty_dir(&self, name: &str) -> PathBuf {
         let p = self.path(name);
@@ -280,7 +260,7 @@ fn tar_matches_reverse_mount(
     if !require_gocryptfs(&format!("tar_{name}")) {
         return;
     }
-    let w = Work::new(name);
+    let w = Work::new(&format!("tar-{name}"));
     build_varied(
         &w.src,
         VariedOpts {
@@ -435,7 +415,7 @@ fn tar_hard_links() {
     if !require_gocryptfs("tar_hard_links") {
         return;
     }
-    let w = Work::new("hardlinks");
+    let w = Work::new("tar-hardlinks");
     let mut b = build_hardlink_tree(&w.src);
     // `x/f` comes before `x-y/g` depth-first although `x-y` < `x/` bytewise: the
     // first name in archive order, not in path-string order, owns the IVs.
@@ -511,7 +491,7 @@ fn tar_hard_links() {
 /// must rebuild exactly what the directory export writes.
 #[test]
 fn tar_pax_attributes_match_directory_export() {
-    let w = Work::new("pax");
+    let w = Work::new("tar-pax");
     let root = is_root();
     let mut b = Builder::new(&w.src, 5);
     b.rfile(b"neg_ns", 10);
@@ -626,7 +606,7 @@ fn tar_huge_size_goes_into_pax() {
 /// stdout, and after the source was read (which may change atimes, never stored).
 #[test]
 fn tar_is_deterministic() {
-    let w = Work::new("determinism");
+    let w = Work::new("tar-determinism");
     let mut b = build_many_files(&w.src, 3, 200);
     b.rfile(b"dir00/big", 3_000_001);
     b.rfile(b"dir01/big", 1_200_000);
@@ -660,7 +640,7 @@ fn tar_is_deterministic() {
 /// clear line on stderr, not report success for a truncated archive.
 #[test]
 fn tar_broken_pipe_is_fatal() {
-    let w = Work::new("pipe");
+    let w = Work::new("tar-pipe");
     let mut b = Builder::new(&w.src, 3);
     b.rfile(b"a", 200);
     b.rfile(b"big", 20_000_000);
@@ -691,7 +671,7 @@ fn tar_broken_pipe_is_fatal() {
 /// A full disk is fatal too, and `--tar FILE` leaves neither FILE nor a temporary file.
 #[test]
 fn tar_write_errors_are_fatal() {
-    let w = Work::new("full");
+    let w = Work::new("tar-full");
     let mut b = Builder::new(&w.src, 4);
     b.rfile(b"big", 3_000_000);
     w.init();
@@ -742,7 +722,7 @@ fn tar_write_errors_are_fatal() {
 /// replaced; a FILE inside SRC is refused; DEST and --tar exclude each other.
 #[test]
 fn tar_file_output_and_usage() {
-    let w = Work::new("usage");
+    let w = Work::new("tar-usage");
     let mut b = Builder::new(&w.src, 6);
     b.rfile(b"f", 100);
     w.init();
@@ -785,7 +765,7 @@ fn tar_file_output_and_usage() {
 /// `--tar -` refuses a terminal on stdout (before asking for anything).
 #[test]
 fn tar_refuses_a_terminal() {
-    let w = Work::new("tty");
+    let w = Work::new("tar-tty");
     fs::write(w.src.join("f"), b"x").unwrap();
     // `script` gives the command a pseudo-terminal as stdin/stdout/stderr.
     let cmd = format!(
@@ -823,7 +803,7 @@ fn tar_files_that_change_size_while_read() {
         );
         return;
     }
-    let w = Work::new("changing");
+    let w = Work::new("tar-changing");
     fs::write(w.src.join("ok"), b"fine").unwrap();
     fs::write(w.src.join("shrunk"), b"").unwrap();
     fs::write(w.src.join("grown"), b"").unwrap();
@@ -882,7 +862,7 @@ fn tar_files_that_change_size_while_read() {
 /// Excludes select the same entries for the archive as for the directory export.
 #[test]
 fn tar_respects_excludes() {
-    let w = Work::new("exclude");
+    let w = Work::new("tar-exclude");
     let mut b = Builder::new(&w.src, 8);
     b.dir(b"keep");
     b.rfile(b"keep/a", 10);

@@ -301,3 +301,25 @@ pub fn init_fast(src: &Path, passfile: &Path) {
             .arg(src),
     );
 }
+
+/// Work area of one test: `src/` (plaintext), a password file, room for outputs.
+pub struct Work {
+    pub dir: TestDir,
+    pub src: PathBuf,
+    pub pw: PathBuf,
+}
+
+impl Work {
+    pub fn new(label: &str) -> Work {
+        let dir = TestDir::new(label);
+        let src = dir.join("src");
+        fs::create_dir(&src).unwrap();
+        let pw = write_passfile(dir.path());
+        Work { dir, src, pw }
+    }
+
+    /// A path in the work area that does not exist yet (an export destination, …).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
