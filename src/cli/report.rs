@@ -67,6 +67,9 @@ impl StderrReport {
                 .expect("valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
+            // Draw now, not at the first tick: a run shorter than the tick interval
+            // still shows the user that it started.
+            bar.tick();
             bar
         });
         StderrReport {

@@ -360,13 +360,22 @@ fn concurrent_runs_are_locked_out() {
     Builder::new(&src, 1).file(b"a", b"x");
     init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
+    let ready = t.join("locked");
     let mut holder = Command::new("flock")
         .arg(&dest)
-        .args(["sleep", "30"])
+        .arg("-c")
+        .arg(format!("touch '{}'; sleep 30", ready.display()))
         .stdout(Stdio::null())
         .spawn()
         .expect("flock(1) from util-linux");
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + timeout();
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let out = run_code(&mut export_cmd(&src, &dest, &pw, &[]), 1);
     let _ = holder.kill();
     let _ = holder.wait();
@@ -466,38 +475,80 @@ fn newly_excluded_entries_are_deleted_like_vanished_ones() {
     assert!(scan(&dest).len() < before);
 }
 
+/// A temp file in `dir` (not below it) that already holds more than `min_len` bytes.
+fn growing_temp_file(dir: &Path, min_len: u64) -> Option<std::path::PathBuf> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        let big = e.metadata().is_ok_and(|m| m.len() > min_len);
+        (name.to_string_lossy().contains(".cryptbak-tmp-") && big).then(|| e.path())
+    })
+}
+
+fn kill(sig: &str, pid: u32) {
+    run_ok(
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string()),
+    );
+}
+
+/// Runs an export into a new `dest` and delivers `sig` while it is provably mid-run:
+/// the process is frozen with SIGSTOP while the big file's temp file exists (so the run
+/// cannot have finished), signalled, then resumed. `None` if the run got past the big
+/// file before it could be frozen (the caller retries).
+fn signal_mid_run(src: &Path, dest: &Path, pw: &Path, sig: &str) -> Option<std::process::Output> {
+    let _ = fs::remove_dir_all(dest);
+    let mut child = export_cmd(
+        src,
+        dest,
+        pw,
+        &[OsStr::new("-q"), OsStr::new("-j"), OsStr::new("2")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + timeout();
+    let temp = loop {
+        if let Some(p) = growing_temp_file(dest, 1 << 20) {
+            break p;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    kill("STOP", pid);
+    let mid_run = temp.exists();
+    if mid_run {
+        kill(sig, pid);
+    }
+    kill("CONT", pid);
+    let out = child.wait_with_output().unwrap();
+    mid_run.then_some(out)
+}
+
 #[test]
 fn sigint_and_sigterm_stop_cleanly_with_exit_130() {
     let t = TestDir::new("signal");
     let src = t.join("src");
     let dest = t.join("dest");
     let pw = write_passfile(t.path());
-    let mut b = build_many_files(&src, 10, 50);
-    b.rfile(b"big", 30 << 20);
-    init_fast(&src, &pw);
-    let mut stopped = 0;
-    for sig in ["INT", "TERM"] {
-        let child = export_cmd(
-            &src,
-            &dest,
-            &pw,
-            &[OsStr::new("-q"), OsStr::new("-j"), OsStr::new("2")],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let b = build_many_files(&src, 10, 50);
+    // Sparse, so it costs nothing to create, yet takes a while to encrypt and write.
+    fs::File::create(b.p(b"big"))
+        .unwrap()
+        .set_len(256 << 20)
         .unwrap();
-        std::thread::sleep(Duration::from_millis(400));
-        run_ok(
-            Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string()),
-        );
-        let out = child.wait_with_output().unwrap();
+    init_fast(&src, &pw);
+    for sig in ["INT", "TERM"] {
+        let out = (0..5)
+            .find_map(|_| signal_mid_run(&src, &dest, &pw, sig))
+            .unwrap_or_else(|| panic!("never caught the export mid-run for SIG{sig}"));
         let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.code() == Some(0) {
-            continue; // finished before the signal arrived: nothing to check
-        }
         assert_eq!(out.status.code(), Some(130), "SIG{sig}: {err}");
         assert!(err.contains("interrupted"), "{err}");
         let temps: Vec<_> = scan(&dest)
@@ -505,11 +556,6 @@ fn sigint_and_sigterm_stop_cleanly_with_exit_130() {
             .filter(|p| esc(p).contains(".cryptbak-tmp-"))
             .collect();
         assert!(temps.is_empty(), "SIG{sig} left temp files: {temps:?}");
-        stopped += 1;
     }
-    assert!(
-        stopped > 0,
-        "both runs finished before the signal: the test proved nothing"
-    );
     export_and_check(&src, &dest, &pw, "rerun after signals");
 }
