@@ -1,0 +1,40 @@
+//! Prints what a `restore_tar_entries` input restores to (for triage):
+//! `cargo run --example show_entries FILE [TAR_OUT]`.
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: show_entries FILE");
+    let data = std::fs::read(&path).unwrap();
+    let master = || cryptbak::keys::MasterKey::from_hex(cryptbak_fuzz::MASTER_KEY_HEX).unwrap();
+    let Some((tar, _)) = cryptbak_fuzz::entries::build(&data, &master()) else {
+        println!("no entries");
+        return;
+    };
+    if let Some(out) = std::env::args().nth(2) {
+        std::fs::write(out, &tar).unwrap();
+    }
+    let mut a = tar::Archive::new(&tar[..]);
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        println!(
+            "{:?} {:?} {}",
+            e.header().entry_type(),
+            e.path().unwrap(),
+            e.size()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = cryptbak::restore::restore_tar(
+        &tar[..],
+        &dir.path().join("d"),
+        |_| {
+            Ok(cryptbak::restore::Keys {
+                master: master(),
+                format: cryptbak::config::Format::DEFAULT_REVERSE,
+                aead: Some(cryptbak::restore::Aead::Siv),
+            })
+        },
+        false,
+        &Default::default(),
+        &cryptbak::progress::NoProgress,
+    );
+    println!("{r:?}");
+}
