@@ -382,3 +382,88 @@ fn harden_unreadable_source_is_reported_and_its_old_backup_kept() {
     );
     assert!(!restored.join("hidden").exists());
 }
+
+/// Bind mounts over source files, unmounted (lazily) on drop.
+struct BindMounts(Vec<PathBuf>);
+
+impl Drop for BindMounts {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
+/// Source files whose size changes under the reader: `/sys` and `/proc` files bind-mounted
+/// over them report 4096 or 0 bytes to `stat` and then read as something else, on every
+/// attempt. The export must notice (it re-reads once), report each by path, exit 2, and
+/// still leave a valid ciphertext of what it read: the restore gives those bytes back,
+/// and the other files are untouched by the trouble.
+#[test]
+fn harden_source_files_changing_during_export() {
+    if !need_root("harden_source_files_changing_during_export") {
+        return;
+    }
+    let t = TestDir::new("harden-changing");
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    let mut b = Builder::new(&src, 12);
+    b.file(b"ok", b"fine");
+    b.file(b"shrinks", b"");
+    b.file(b"grows", b"");
+    let pw = write_passfile(t.path());
+    init_fast(&src, &pw);
+    let mut mounts = BindMounts(Vec::new());
+    for (from, to) in [
+        ("/sys/class/net/lo/mtu", "shrinks"),
+        ("/proc/version", "grows"),
+    ] {
+        run_ok(
+            Command::new("mount")
+                .arg("--bind")
+                .arg(from)
+                .arg(src.join(to)),
+        );
+        mounts.0.push(src.join(to));
+    }
+    let mtu = fs::read(src.join("shrinks")).unwrap();
+    let version = fs::read(src.join("grows")).unwrap();
+    assert_eq!(fs::metadata(src.join("shrinks")).unwrap().len(), 4096);
+    assert_eq!(fs::metadata(src.join("grows")).unwrap().len(), 0);
+    assert!(!mtu.is_empty() && !version.is_empty());
+
+    let dest = t.join("dest");
+    let out = run_code(&mut export_cmd(&src, &dest, &pw, &[]), 2);
+    let err = stderr_of(&out);
+    for name in ["shrinks", "grows"] {
+        let p = src.join(name).to_string_lossy().into_owned();
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&p) && l.contains("changed as we read it")),
+            "stderr does not report {p}:\n{err}"
+        );
+    }
+    assert!(!err.contains(&*src.join("ok").to_string_lossy()), "{err}");
+    assert!(temp_leftovers(&dest).is_empty());
+    drop(mounts);
+
+    // What was read is in the backup as a valid ciphertext.
+    let restored = t.join("restored");
+    run_ok(
+        cryptbak()
+            .args(["restore", "-q", "--passfile"])
+            .arg(&pw)
+            .arg(&dest)
+            .arg(&restored),
+    );
+    assert_eq!(fs::read(restored.join("shrinks")).unwrap(), mtu);
+    assert_eq!(fs::read(restored.join("grows")).unwrap(), version);
+    assert_eq!(fs::read(restored.join("ok")).unwrap(), b"fine");
+
+    // The next run, with the files quiet again, replaces them with their real state.
+    run_ok(&mut export_cmd(&src, &dest, &pw, &[]));
+    let fresh = t.join("fresh");
+    export_ok(&src, &fresh, &pw, &[]);
+    let diffs = compare_trees(&dest, &fresh);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
