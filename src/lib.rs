@@ -13,6 +13,7 @@ pub mod cryptor;
 pub mod error;
 pub mod exclude;
 pub mod keys;
+pub mod meter;
 pub mod names;
 pub mod pathiv;
 pub mod pathmap;

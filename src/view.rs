@@ -581,13 +581,17 @@ pub(crate) struct WatchedWriter<'a> {
 impl Write for WatchedWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         crate::cancel::io_check()?;
-        self.inner.write(buf).inspect_err(|_| self.failed = true)
+        let n = self.inner.write(buf).inspect_err(|_| self.failed = true)?;
+        crate::meter::add(n);
+        Ok(n)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         crate::cancel::io_check()?;
         self.inner
             .write_all(buf)
-            .inspect_err(|_| self.failed = true)
+            .inspect_err(|_| self.failed = true)?;
+        crate::meter::add(buf.len());
+        Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush().inspect_err(|_| self.failed = true)

@@ -2,12 +2,12 @@
 //! characters; they are escaped so a crafted name cannot rewrite the terminal.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::path::Path;
 
+use cryptbak::meter;
 use cryptbak::progress::{Problem, Progress, Severity};
 use cryptbak::sync::{Action, Change};
 
@@ -52,19 +52,27 @@ pub struct StderrReport {
     pub quiet: bool,
     pub output: Output,
     bar: Option<ProgressBar>,
-    bytes: AtomicU64,
-    started: Instant,
 }
 
 impl StderrReport {
     pub fn new(quiet: bool, output: Output, show_progress: bool) -> StderrReport {
         let bar = (show_progress && !quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
+            // The byte figures are drawn at every tick from `meter`, so they move while
+            // one large file is written (the entry count and name move per entry).
+            let base = meter::total();
+            let started = Instant::now();
+            let data = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let mb = (meter::total() - base) as f64 / 1e6;
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                let _ = write!(w, "{mb:.1} MB written, {:.0} MB/s", mb / secs);
+            };
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} {pos} entries, {wide_msg}",
+                    "{spinner} {elapsed_precise} {pos} entries, {data}, {wide_msg}",
                 )
-                .expect("valid template"),
+                .expect("valid template")
+                .with_key("data", data),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             // Draw now, not at the first tick: a run shorter than the tick interval
@@ -72,13 +80,7 @@ impl StderrReport {
             bar.tick();
             bar
         });
-        StderrReport {
-            quiet,
-            output,
-            bar,
-            bytes: AtomicU64::new(0),
-            started: Instant::now(),
-        }
+        StderrReport { quiet, output, bar }
     }
 
     /// Remove the progress line before the summary is printed.
@@ -108,29 +110,22 @@ fn action_name(a: Action) -> &'static str {
 }
 
 impl Progress for StderrReport {
-    fn entry_done(&self, cpath: &[u8], bytes: u64) {
+    fn entry_done(&self, cpath: &[u8], _bytes: u64) {
         let Some(bar) = &self.bar else { return };
-        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         bar.inc(1);
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let mut name = sanitize(&String::from_utf8_lossy(cpath));
         if name.chars().count() > 50 {
-            name = format!(
-                "…{}",
-                name.chars()
-                    .rev()
-                    .take(49)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<String>()
-            );
+            let tail: String = name
+                .chars()
+                .rev()
+                .take(49)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            name = format!("…{tail}");
         }
-        bar.set_message(format!(
-            "{:.1} MB written, {:.0} MB/s, {name}",
-            total as f64 / 1e6,
-            total as f64 / 1e6 / secs
-        ));
+        bar.set_message(name);
     }
 
     fn problem(&self, p: &Problem) {

@@ -397,6 +397,7 @@ impl Decryptor {
             // Blocks are written in order; each is at most BLOCK_SIZE and only the last
             // of the file can be short, so the plaintext is contiguous.
             dst.write_all(&plain[..plain_len])?;
+            crate::meter::add(plain_len);
             rep.plain_len += plain_len as u64;
             block_no += nblocks as u64;
             if got < cbuf.len() {

@@ -156,3 +156,51 @@ fn password_prompt_does_not_echo() {
     fs::write(t.join("pw"), "sw0rdfish-secret\n").unwrap();
     export_ok(&src, &t.join("dest"), &t.join("pw"), &[]);
 }
+
+/// The byte figures move while one large file is written (they are drawn from a live
+/// counter at every tick), not only when an entry completes.
+#[test]
+fn progress_moves_during_one_large_file() {
+    require("script");
+    let t = TestDir::new("tty-bigfile");
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    // Sparse: free to create, yet seconds to encrypt in a debug build.
+    fs::File::create(src.join("big"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let pw = write_passfile(t.path());
+    init_fast(&src, &pw);
+    let log = t.join("typescript");
+    let cmd = format!(
+        "{} export --passfile {} {} {}",
+        env!("CARGO_BIN_EXE_cryptbak"),
+        shell_quote(&pw),
+        shell_quote(&src),
+        shell_quote(&t.join("d"))
+    );
+    run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd])
+            .arg(&log),
+    );
+    let seen = String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned();
+    // (entries, MB) of every progress line drawn.
+    let draws: Vec<(u64, String)> = seen
+        .split(['\r', '\n'])
+        .filter_map(|l| {
+            let (count, rest) = l.split_once(" entries, ")?;
+            let entries = count.rsplit(' ').next()?.parse().ok()?;
+            let mb = rest.split_once(" MB written")?.0.to_string();
+            Some((entries, mb))
+        })
+        .collect();
+    let moved = draws
+        .windows(2)
+        .any(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1);
+    assert!(
+        moved,
+        "the MB figure never moved between entries:\n{draws:?}"
+    );
+}
