@@ -2,7 +2,12 @@
 //! wrap of `gocryptfs.conf` (gocryptfs `internal/configfile` and `internal/cryptocore`).
 //!
 //! Key types zeroize on drop and implement neither `Clone` nor `Debug`, so a key cannot
-//! be copied around by accident or end up in a log line.
+//! be copied around by accident or end up in a log line (the unit tests check both).
+//! Every buffer that holds key bytes here is a `Zeroizing` one, filled in place.
+//!
+//! What is not wiped, because the crates give no way to: the HMAC states inside `Hkdf`
+//! (hkdf/hmac 0.12), SHA-512's state in the legacy key derivation (sha2 0.10), and
+//! scrypt's working memory (scrypt 0.11). They live only while a key is derived.
 
 use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::aead::generic_array::GenericArray;
@@ -11,6 +16,7 @@ use aes_gcm::aes::Aes256;
 use aes_gcm::AesGcm;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256, Sha512};
+use std::fmt::Write as _;
 use zeroize::Zeroizing;
 
 pub const MASTER_KEY_LEN: usize = 32;
@@ -35,8 +41,9 @@ impl MasterKey {
 
     /// Parse 64 hex digits; `-` separators are allowed, as gocryptfs prints them.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let digits: Zeroizing<Vec<u8>> =
-            Zeroizing::new(s.trim().bytes().filter(|&c| c != b'-').collect());
+        // Allocated once at full size: a growing Vec would leave copies in freed memory.
+        let mut digits = Zeroizing::new(Vec::with_capacity(s.len()));
+        digits.extend(s.trim().bytes().filter(|&c| c != b'-'));
         if digits.len() != 2 * MASTER_KEY_LEN {
             return None;
         }
@@ -56,7 +63,8 @@ impl MasterKey {
             if i > 0 && i % 4 == 0 {
                 s.push('-');
             }
-            s.push_str(&format!("{b:02x}"));
+            // Straight into `s`: `format!` would leave each pair in a freed String.
+            write!(s, "{b:02x}").expect("writing to a String cannot fail");
         }
         s
     }
@@ -90,7 +98,8 @@ pub fn siv_key(master: &MasterKey, hkdf: bool) -> Zeroizing<[u8; 64]> {
         hkdf_sha256(master.as_bytes(), INFO_SIV, &mut k[..]);
     } else {
         // Legacy (pre-HKDF) filesystems stretch the master key with SHA-512.
-        k.copy_from_slice(&Sha512::digest(master.as_bytes()));
+        Sha512::new_with_prefix(master.as_bytes())
+            .finalize_into(GenericArray::from_mut_slice(&mut k[..]));
     }
     k
 }
@@ -186,9 +195,9 @@ pub fn unwrap_master_key(kek: &[u8; 32], wrapped: &[u8], hkdf: bool) -> Option<M
             .decrypt(GenericArray::from_slice(nonce), payload)
             .ok()?
     });
-    let mut k = [0u8; MASTER_KEY_LEN];
+    let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
     k.copy_from_slice(&pt);
-    Some(MasterKey::from_bytes(k))
+    Some(MasterKey(k))
 }
 
 #[cfg(test)]
@@ -253,6 +262,54 @@ mod tests {
             w[last] ^= 1;
             assert!(unwrap_master_key(&k, &w, hkdf).is_none());
         }
+    }
+
+    /// Whether a type implements a trait, decided at compile time but usable in `assert!`
+    /// (the `impls` crate's trick: an inherent associated const exists only when the
+    /// bound holds and then shadows the trait's `false`).
+    macro_rules! implements {
+        ($t:ty: $tr:path) => {{
+            struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+            #[allow(dead_code)]
+            trait Fallback {
+                const YES: bool = false;
+            }
+            impl<T: ?Sized> Fallback for Probe<T> {}
+            #[allow(dead_code)]
+            impl<T: ?Sized + $tr> Probe<T> {
+                const YES: bool = true;
+            }
+            <Probe<$t>>::YES
+        }};
+    }
+
+    /// Fails if any type that holds key material gains `Debug`, `Display` or `Clone`
+    /// (a derive added for convenience would put keys into log lines or copies).
+    macro_rules! assert_no_leaky_traits {
+        ($($t:ty),+ $(,)?) => {$(
+            assert!(!implements!($t: std::fmt::Debug), "{} implements Debug", stringify!($t));
+            assert!(!implements!($t: std::fmt::Display), "{} implements Display", stringify!($t));
+            assert!(!implements!($t: Clone), "{} implements Clone", stringify!($t));
+        )+};
+    }
+
+    #[test]
+    fn key_holders_have_no_debug_display_or_clone() {
+        // The probe itself works: these do implement the traits.
+        assert!(implements!(ScryptParams: std::fmt::Debug));
+        assert!(implements!(Zeroizing<[u8; 32]>: Clone));
+        assert!(implements!(String: std::fmt::Display));
+        assert_no_leaky_traits!(
+            MasterKey,
+            crate::cryptor::Cryptor,
+            crate::content::ContentCipher,
+            crate::siv::SivLanes,
+            crate::names::NameCodec,
+            crate::names::eme::Eme,
+            crate::view::View,
+            crate::restore::Keys,
+            crate::restore::decrypt::Decryptor,
+        );
     }
 
     #[test]

@@ -154,10 +154,15 @@ pub fn kind_char(mode: u32) -> char {
 /// incremental run never rewrites (and deletes from) some unrelated directory, or a
 /// backup under another key (which it would silently replace entirely).
 ///
-/// Evidence, in order: the root `gocryptfs.conf` equals the source's config; else the
-/// first block of some non-empty file authenticates with our key at its path; else a
-/// name in the root decrypts. An empty or missing destination is fine.
-pub fn check_dest_key(dest: &std::path::Path, view: &crate::view::View) -> crate::Result<()> {
+/// Evidence, in order: the root `gocryptfs.conf` equals the source's config (only when
+/// `key_from_config`: a `--masterkey` key may not be the one that config holds); else
+/// the first block of some non-empty file authenticates with our key at its path; else
+/// a name in the root decrypts. An empty or missing destination is fine.
+pub fn check_dest_key(
+    dest: &std::path::Path,
+    view: &crate::view::View,
+    key_from_config: bool,
+) -> crate::Result<()> {
     use crate::content::{self as c, FileIvs};
     use crate::error::{Error, IoContext};
     use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX, REVERSE_CONF_NAME};
@@ -177,7 +182,11 @@ pub fn check_dest_key(dest: &std::path::Path, view: &crate::view::View) -> crate
         ))
     };
     let source_conf = view.root().join(REVERSE_CONF_NAME);
-    if let (Ok(a), Ok(b)) = (fs::read(dest.join(CONF_NAME)), fs::read(&source_conf)) {
+    if let (true, Ok(a), Ok(b)) = (
+        key_from_config,
+        fs::read(dest.join(CONF_NAME)),
+        fs::read(&source_conf),
+    ) {
         if a == b {
             return Ok(());
         }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use super::password::MasterKeyArg;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cryptbak",
@@ -71,7 +73,7 @@ pub struct KeyArgs {
 
     /// Use this master key (64 hex digits) instead of the config's password; `stdin` reads it from standard input
     #[arg(long, value_name = "HEX|stdin", conflicts_with_all = ["passfile", "extpass"])]
-    pub masterkey: Option<String>,
+    pub masterkey: Option<MasterKeyArg>,
 
     /// Config file to use instead of SRC/.gocryptfs.reverse.conf (the view then shows no gocryptfs.conf)
     #[arg(long, value_name = "FILE")]
@@ -278,7 +280,7 @@ pub struct BackupKeyArgs {
 
     /// Use this master key (64 hex digits) instead of the config's password; `stdin` reads it from standard input. Without a config, gocryptfs's defaults are assumed and the content cipher is detected (see --aessiv/--gcm)
     #[arg(long, value_name = "HEX|stdin", conflicts_with_all = ["passfile", "extpass"])]
-    pub masterkey: Option<String>,
+    pub masterkey: Option<MasterKeyArg>,
 
     /// The backup's config file [default: BACKUP/gocryptfs.conf; with --tar, the stream's gocryptfs.conf]
     #[arg(long, value_name = "FILE")]

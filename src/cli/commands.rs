@@ -249,7 +249,8 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     } else {
         None
     };
-    sync::check_dest_key(dest, &view)?;
+    // The config in DEST proves nothing about a key given with --masterkey.
+    sync::check_dest_key(dest, &view, a.key.masterkey.is_none())?;
 
     let sink = DirSink::new(
         dest.clone(),

@@ -1,8 +1,12 @@
 //! Where the password or master key comes from, gocryptfs-style: a terminal prompt
 //! without echo, `--passfile`, `--extpass`, or `--masterkey`.
+//!
+//! Every buffer that holds a password or key hex is `Zeroizing` and allocated at its
+//! final size before it is filled, so no reallocation leaves a copy in freed memory.
 
 use std::fs;
-use std::io::{BufRead, IsTerminal};
+use std::io::{IsTerminal, Read};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -13,7 +17,44 @@ use zeroize::Zeroizing;
 /// gocryptfs refuses longer passwords; so do we, for files made for it.
 const MAX_PASSWORD_LEN: usize = 2048;
 
-pub type Password = Zeroizing<Vec<u8>>;
+/// A password: wiped on drop; no `Debug`, `Display` or `Clone`.
+pub struct Password(Zeroizing<Vec<u8>>);
+
+impl Deref for Password {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl PartialEq for Password {
+    fn eq(&self, other: &Password) -> bool {
+        self.0[..] == other.0[..]
+    }
+}
+
+/// The value of `--masterkey` (`HEX` or `stdin`) as clap hands it over: wiped on drop,
+/// and its `Debug` (the argument structs derive it) shows no digits.
+#[derive(Clone)]
+pub struct MasterKeyArg(Zeroizing<String>);
+
+impl From<String> for MasterKeyArg {
+    fn from(s: String) -> Self {
+        MasterKeyArg(Zeroizing::new(s))
+    }
+}
+
+impl std::fmt::Debug for MasterKeyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKeyArg(<redacted>)")
+    }
+}
+
+impl MasterKeyArg {
+    fn is_stdin(&self) -> bool {
+        *self.0 == "stdin" || *self.0 == "-"
+    }
+}
 
 /// How to get the password (not the master key).
 pub enum PasswordSource {
@@ -24,10 +65,9 @@ pub enum PasswordSource {
 
 /// The first line of some bytes, as gocryptfs takes it; warns about anything after it.
 fn first_line(bytes: &[u8], what: &Path, warn: &mut dyn FnMut(String)) -> Result<Password> {
-    let bytes = Zeroizing::new(bytes.to_vec());
     let (line, rest) = match bytes.iter().position(|&c| c == b'\n') {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
-        None => (&bytes[..], &[][..]),
+        None => (bytes, &[][..]),
     };
     if !rest.is_empty() {
         warn(format!(
@@ -44,7 +84,7 @@ fn first_line(bytes: &[u8], what: &Path, warn: &mut dyn FnMut(String)) -> Result
             format!("the password is longer than {MAX_PASSWORD_LEN} bytes"),
         ));
     }
-    Ok(Zeroizing::new(line.to_vec()))
+    Ok(Password(Zeroizing::new(line.to_vec())))
 }
 
 impl PasswordSource {
@@ -52,12 +92,17 @@ impl PasswordSource {
         match self {
             PasswordSource::Files(files) => {
                 // Several passfiles are concatenated, as gocryptfs does.
-                let mut pw = Zeroizing::new(Vec::new());
+                let mut lines = Vec::with_capacity(files.len());
                 for f in files {
                     let bytes = Zeroizing::new(fs::read(f).map_err(|e| Error::io(f, e))?);
-                    pw.extend_from_slice(&first_line(&bytes, f, warn)?);
+                    lines.push(first_line(&bytes, f, warn)?);
                 }
-                Ok(pw)
+                let mut pw =
+                    Zeroizing::new(Vec::with_capacity(lines.iter().map(|l| l.len()).sum()));
+                for l in &lines {
+                    pw.extend_from_slice(l);
+                }
+                Ok(Password(pw))
             }
             PasswordSource::Command(argv) => {
                 let argv: Vec<String> = if argv.len() == 1 {
@@ -69,17 +114,27 @@ impl PasswordSource {
                 if argv.is_empty() {
                     return Err(Error::Usage("--extpass: empty command".into()));
                 }
-                let out = Command::new(&argv[0])
+                let mut child = Command::new(&argv[0])
                     .args(&argv[1..])
                     .stdin(Stdio::inherit())
+                    .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
-                    .output()
+                    .spawn()
                     .map_err(|e| Error::io(shown, e))?;
-                let stdout = Zeroizing::new(out.stdout);
-                if !out.status.success() {
+                // Read at most one byte more than the longest password and its newline into
+                // a buffer that never grows; drain the rest so the program can finish.
+                let limit = MAX_PASSWORD_LEN + 2;
+                let mut stdout = Zeroizing::new(Vec::with_capacity(limit));
+                let mut pipe = child.stdout.take().expect("stdout is piped");
+                let read = (&mut pipe).take(limit as u64).read_to_end(&mut stdout);
+                let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+                drop(pipe);
+                let status = child.wait().map_err(|e| Error::io(shown, e))?;
+                read.map_err(|e| Error::io(shown, e))?;
+                if !status.success() {
                     return Err(Error::invalid(
                         shown,
-                        format!("--extpass program failed ({})", out.status),
+                        format!("--extpass program failed ({status})"),
                     ));
                 }
                 // A program's output usually ends in a newline; only the first line counts.
@@ -106,23 +161,109 @@ impl PasswordSource {
 }
 
 fn prompt(text: &str) -> Result<Password> {
+    // rpassword reads into its own wiping buffer; the String it returns is wiped here.
     let s = Zeroizing::new(rpassword::prompt_password(text).map_err(|e| Error::io("/dev/tty", e))?);
-    Ok(Zeroizing::new(s.as_bytes().to_vec()))
+    Ok(Password(Zeroizing::new(s.as_bytes().to_vec())))
+}
+
+/// The longest line `--masterkey=stdin` reads: 64 digits, 7 dashes, spaces, CR LF.
+const MAX_KEY_LINE: usize = 256;
+
+/// One line from file descriptor 0, read a byte at a time straight from the descriptor:
+/// std's `Stdin` would keep the key in its buffer for the life of the process, and
+/// nothing after the newline is consumed (a `--tar -` stream may follow).
+fn read_key_line() -> Result<Zeroizing<Vec<u8>>> {
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_KEY_LINE));
+    let mut b = Zeroizing::new([0u8; 1]);
+    while line.len() < MAX_KEY_LINE {
+        match nix::unistd::read(0, &mut b[..]) {
+            Ok(0) => break,
+            Ok(_) if b[0] == b'\n' => break,
+            Ok(_) => line.push(b[0]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::io("stdin", e.into())),
+        }
+    }
+    Ok(line)
 }
 
 /// `--masterkey HEX` or `--masterkey stdin`.
-pub fn read_master_key(arg: &str, warn: &mut dyn FnMut(String)) -> Result<MasterKey> {
-    let hex: Zeroizing<String> = if arg == "stdin" || arg == "-" {
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Error::io("stdin", e))?;
-        line
+pub fn read_master_key(arg: &MasterKeyArg, warn: &mut dyn FnMut(String)) -> Result<MasterKey> {
+    let bad = || Error::Usage("--masterkey: expected 64 hex digits (dashes allowed)".into());
+    if arg.is_stdin() {
+        let line = read_key_line()?;
+        let hex = std::str::from_utf8(&line).map_err(|_| bad())?;
+        MasterKey::from_hex(hex).ok_or_else(bad)
     } else {
         warn("a master key on the command line is visible to other users in `ps`; prefer --masterkey=stdin".into());
-        Zeroizing::new(arg.to_string())
-    };
-    MasterKey::from_hex(&hex)
-        .ok_or_else(|| Error::Usage("--masterkey: expected 64 hex digits (dashes allowed)".into()))
+        MasterKey::from_hex(&arg.0).ok_or_else(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{normalize_gocryptfs_style, Cli};
+    use clap::Parser;
+
+    /// The `impls` trick (see `cryptbak::keys` tests): true when `$t: $tr`.
+    macro_rules! implements {
+        ($t:ty: $tr:path) => {{
+            struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+            #[allow(dead_code)]
+            trait Fallback {
+                const YES: bool = false;
+            }
+            impl<T: ?Sized> Fallback for Probe<T> {}
+            #[allow(dead_code)]
+            impl<T: ?Sized + $tr> Probe<T> {
+                const YES: bool = true;
+            }
+            <Probe<$t>>::YES
+        }};
+    }
+
+    #[test]
+    fn password_has_no_debug_display_or_clone() {
+        assert!(
+            implements!(Zeroizing<Vec<u8>>: std::fmt::Debug),
+            "probe broken"
+        );
+        assert!(!implements!(Password: std::fmt::Debug));
+        assert!(!implements!(Password: std::fmt::Display));
+        assert!(!implements!(Password: Clone));
+        assert!(!implements!(MasterKeyArg: std::fmt::Display));
+    }
+
+    #[test]
+    fn debug_of_the_parsed_command_line_hides_the_master_key() {
+        let key = "0123456789abcdef".repeat(4);
+        for spelling in [vec!["--masterkey", &key], vec!["-masterkey", &key]] {
+            let mut argv = vec!["cryptbak", "export"];
+            argv.extend(spelling);
+            argv.extend(["src", "dest"]);
+            let args = normalize_gocryptfs_style(argv.iter().map(std::ffi::OsString::from));
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?} {cli:#?}");
+            assert!(shown.contains("redacted"), "{shown}");
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn passfile_lines_concatenate_and_warn() {
+        let d = std::env::temp_dir().join(format!("cryptbak-pw-test-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let (a, b) = (d.join("a"), d.join("b"));
+        fs::write(&a, b"abc\nS3cond-line").unwrap();
+        fs::write(&b, b"def").unwrap();
+        let mut warnings = Vec::new();
+        let pw = PasswordSource::Files(vec![a, b])
+            .read(&mut |w| warnings.push(w))
+            .unwrap();
+        assert_eq!(&pw[..], b"abcdef");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(!warnings[0].contains("S3cond"), "{warnings:?}");
+        fs::remove_dir_all(&d).unwrap();
+    }
 }

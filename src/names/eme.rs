@@ -7,6 +7,7 @@
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use aes::Aes256;
+use zeroize::{Zeroize, Zeroizing};
 
 pub const MAX_BLOCKS: usize = 128;
 
@@ -68,18 +69,20 @@ impl Eme {
         );
         let m = data.len() / 16;
 
-        // The L table always uses AES encryption, also when decrypting.
-        let mut l_table = Vec::with_capacity(m);
+        // The L table always uses AES encryption, also when decrypting. Its entries are
+        // subkeys (multiples of AES_K(0)), so they are wiped afterwards like the key.
+        let mut l_table = Zeroizing::new(Vec::with_capacity(m));
         let mut li = [0u8; 16];
         self.aes(&mut li, Direction::Encrypt);
         for _ in 0..m {
             mult_by_two(&mut li);
             l_table.push(li);
         }
+        li.zeroize();
 
         let mut ppp: Vec<[u8; 16]> = data
             .chunks_exact(16)
-            .zip(&l_table)
+            .zip(l_table.iter())
             .map(|(p, l)| {
                 let mut b = *l;
                 xor_into(&mut b, p);
@@ -108,7 +111,7 @@ impl Eme {
         ppp[0] = ccc0;
 
         let mut out = Vec::with_capacity(data.len());
-        for (mut b, l) in ppp.into_iter().zip(&l_table) {
+        for (mut b, l) in ppp.into_iter().zip(l_table.iter()) {
             self.aes(&mut b, dir);
             xor_into(&mut b, l);
             out.extend_from_slice(&b);

@@ -7,6 +7,7 @@ mod incremental;
 mod interop_export;
 mod restore;
 mod restore_util;
+mod secrets;
 mod tar;
 mod tree;
 mod tty;
