@@ -228,7 +228,7 @@ fn print_summary(
         ));
     }
     let ok =
-        s.integrity_errors == 0 && s.errors == 0 && compared.map_or(true, |c| c.1 == 0 && c.2 == 0);
+        s.integrity_errors == 0 && s.errors == 0 && compared.is_none_or(|c| c.1 == 0 && c.2 == 0);
     eprintln!(
         "cryptbak: verified {}: {} files ({:.1} MB authenticated), {} dirs, {} names, {} symlinks, {} special \
 in {:.2} s ({:.0} MB/s); backup: {}, {}{tail}{}",
