@@ -166,9 +166,7 @@ impl Table {
     }
 
     fn want(&self, what: &str) -> bool {
-        self.only
-            .as_ref()
-            .is_none_or(|o| what.contains(o.as_str()))
+        self.only.as_ref().is_none_or(|o| what.contains(o.as_str()))
     }
 
     fn row(&self, what: &str, (one, all): (f64, f64), fmt: fn(f64) -> String, vs_crate: bool) {
