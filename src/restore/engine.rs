@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use crate::config::Format;
 use crate::error::{Error, Result};
-use crate::names::{is_valid_plain_name, parse_long_name, NameCodec, LONGNAME_PREFIX};
+use crate::names::{is_valid_plain_name, parse_long_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX};
 use crate::pathiv::{self, Purpose};
 use crate::progress::{Problem, Progress};
 use crate::view::{Meta, S_IFDIR};
@@ -103,6 +103,8 @@ struct DirState {
     meta: Option<Meta>,
     stored_iv: Option<[u8; 16]>,
     diriv_seen: bool,
+    /// A `gocryptfs.diriv` was there but unusable (already reported).
+    diriv_bad: bool,
     waiting: Vec<(CPath, Item)>,
 }
 
@@ -395,10 +397,13 @@ impl<'a> Engine<'a> {
     /// The content of a directory's `gocryptfs.diriv`.
     pub fn add_diriv(&self, dir: CPath, bytes: &[u8]) {
         let Ok(iv) = <[u8; 16]>::try_from(bytes) else {
-            self.integrity(
-                show_cpath(&join_cpath(&dir, b"gocryptfs.diriv")),
-                format!("gocryptfs.diriv has {} bytes, not 16", bytes.len()),
-            );
+            // Sources read at most 17 bytes.
+            let size = if bytes.len() > 16 {
+                "more than 16 bytes long".to_string()
+            } else {
+                format!("{} bytes long, not 16", bytes.len())
+            };
+            self.bad_diriv(dir, size);
             return;
         };
         let mut st = self.lock();
@@ -410,12 +415,22 @@ impl<'a> Engine<'a> {
         self.retry_dir(&mut st, &dir);
     }
 
+    /// A directory's `gocryptfs.diriv` is there but unusable (wrong size, not a file).
+    pub fn bad_diriv(&self, dir: CPath, msg: impl Into<String>) {
+        self.integrity(show_cpath(&join_cpath(&dir, DIRIV_NAME.as_bytes())), msg);
+        self.lock().dirs.entry(dir).or_default().diriv_bad = true;
+    }
+
+    /// Drop a directory of the stream that is not an entry, and everything below it.
+    pub fn skip_dir(&self, cpath: CPath) {
+        let mut st = self.lock();
+        self.kill_dir(&mut st, &cpath);
+    }
+
     /// The content of `gocryptfs.longname.H.name`, for the entry `gocryptfs.longname.H`.
+    /// A longer one (sources read at most one byte more) fails when its entry resolves.
     pub fn add_long_name(&self, entry: CPath, cname: &[u8]) {
-        if cname.len() > MAX_NAME_FILE {
-            self.integrity(show_cpath(&entry), "its .name file is too long");
-            return;
-        }
+        let cname = &cname[..cname.len().min(MAX_NAME_FILE + 1)];
         let mut st = self.lock();
         st.long_names.insert(entry.clone(), cname.to_vec());
         if let Some(item) = st.name_waiters.remove(&entry) {
@@ -477,13 +492,17 @@ impl<'a> Engine<'a> {
         let Some(parent_plain) = &d.plain else {
             return Res::WaitDir;
         };
+        // The plaintext directory is known: say where the entry would have gone.
+        let fail = |msg: String| Res::Fail {
+            msg: format!("in {}: {msg}", self.dest.show(parent_plain).display()),
+            integrity: true,
+        };
         let name = match &self.codec {
             None => {
                 if !is_valid_plain_name(comp) {
-                    return Res::Fail {
-                        msg: "forbidden name (empty, '.', '..', or containing '/' or NUL)".into(),
-                        integrity: true,
-                    };
+                    return fail(
+                        "forbidden name (empty, '.', '..', or containing '/' or NUL)".into(),
+                    );
                 }
                 comp.to_vec()
             }
@@ -496,12 +515,16 @@ impl<'a> Engine<'a> {
                     let Some(cname) = st.long_names.get(cpath) else {
                         return Res::WaitName;
                     };
+                    if cname.len() > MAX_NAME_FILE {
+                        return fail(format!(
+                            "its .name file is larger than any encrypted name (over {MAX_NAME_FILE} bytes)"
+                        ));
+                    }
                     let hash_ok = long_name_matches(codec, comp, cname);
                     if !hash_ok {
-                        return Res::Fail {
-                            msg: "its .name file does not match the hashed name (tampered or swapped .name file)".into(),
-                            integrity: true,
-                        };
+                        return fail(
+                            "its .name file does not match the hashed name (tampered or swapped .name file)".into(),
+                        );
                     }
                     cname
                 } else {
@@ -509,12 +532,7 @@ impl<'a> Engine<'a> {
                 };
                 match codec.decrypt(&iv, cname) {
                     Ok(n) => n,
-                    Err(e) => {
-                        return Res::Fail {
-                            msg: format!("cannot decrypt name: {e}"),
-                            integrity: true,
-                        }
-                    }
+                    Err(e) => return fail(format!("cannot decrypt name: {e}")),
                 }
             }
         };
@@ -715,8 +733,9 @@ impl<'a> Engine<'a> {
                 .collect();
             let mut progress = false;
             for k in implied {
-                let (parent, _) = split_cpath(&k);
-                if st.dirs.get(parent).is_some_and(|p| p.plain.is_some()) {
+                // Only where its name can be worked out: else its own entry may just be
+                // waiting for the same missing piece (a forward-mode dir IV, a .name file).
+                if !matches!(self.resolve(&st, &k), Res::WaitDir | Res::WaitName) {
                     self.warn(
                         show_cpath(&k),
                         "directory entry missing from the backup; created with mode 0700",
@@ -749,21 +768,37 @@ impl<'a> Engine<'a> {
             }
             self.discard(item);
         }
-        let stuck: Vec<CPath> = st
+        let mut stuck: Vec<CPath> = st
             .dirs
             .iter()
             .filter(|(_, d)| !d.waiting.is_empty())
             .map(|(k, _)| k.clone())
             .collect();
+        // Parents first: dropping one drops what waits below it, which needs no second report.
+        stuck
+            .sort_by_key(|k| k.iter().filter(|&&b| b == b'/').count() + usize::from(!k.is_empty()));
         for k in stuck {
             let d = st.dirs.get(&k).expect("listed");
             let n = d.waiting.len();
-            let msg = if d.plain.is_some() && !d.diriv_seen {
-                format!("gocryptfs.diriv is missing: the names of its {n} entries cannot be decrypted (forward-mode directory IVs are random)")
-            } else {
-                format!("the directory could not be restored, so its {n} entries were not either")
+            if n == 0 {
+                continue;
+            }
+            let (shown, msg) = match &d.plain {
+                Some(p) if !d.diriv_seen => {
+                    let what = if d.diriv_bad { "unusable" } else { "missing" };
+                    (
+                        self.dest.show(p),
+                        format!("gocryptfs.diriv of backup directory {} is {what}: the names of its {n} entries cannot be decrypted (forward-mode directory IVs are random)", show_cpath(&k).display()),
+                    )
+                }
+                _ => (
+                    show_cpath(&k),
+                    format!(
+                        "the directory could not be restored, so its {n} entries were not either"
+                    ),
+                ),
             };
-            self.integrity(show_cpath(&k), msg);
+            self.integrity(shown, msg);
             self.kill_dir(&mut st, &k);
         }
 
@@ -772,7 +807,7 @@ impl<'a> Engine<'a> {
             let missing: Vec<CPath> = st
                 .dirs
                 .iter()
-                .filter(|(_, d)| d.plain.is_some() && !d.diriv_seen)
+                .filter(|(_, d)| d.plain.is_some() && !d.diriv_seen && !d.diriv_bad)
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in missing {

@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 use std::path::PathBuf;
 
+use crate::config::MAX_CONFIG_LEN;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
@@ -16,9 +17,6 @@ use super::engine::{join_cpath, show_cpath, split_cpath, CPath, Engine, EngineOp
 use super::source_dir::{classify, Special};
 use super::writer::{Dest, StageId};
 use super::{Keys, Summary, MAX_NAME_FILE};
-
-/// The largest config accepted from a stream.
-const MAX_CONFIG: usize = 64 * 1024;
 
 enum Kind {
     Dir,
@@ -143,10 +141,16 @@ fn header_of<R: Read>(e: &mut tar::Entry<'_, R>) -> std::result::Result<Header, 
     Ok(Header { cpath, meta, kind })
 }
 
-/// Read at most `max` bytes of an entry; `None` if it is longer.
-fn read_capped(r: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
+/// Read at most `max + 1` bytes of an entry (the rest is skipped, never held).
+fn read_prefix(r: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
     let mut v = Vec::new();
     r.take(max as u64 + 1).read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// Read at most `max` bytes of an entry; `None` if it is longer.
+fn read_capped(r: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let v = read_prefix(r, max)?;
     Ok((v.len() <= max).then_some(v))
 }
 
@@ -197,7 +201,7 @@ pub(super) fn restore<R: Read>(
                 }
             };
             if header.cpath == b"gocryptfs.conf" && matches!(header.kind, Kind::File) {
-                let bytes = match read_capped(&mut entry, MAX_CONFIG) {
+                let bytes = match read_capped(&mut entry, MAX_CONFIG_LEN) {
                     Ok(Some(b)) => b,
                     Ok(None) => {
                         discard_spool(&dest, &spool);
@@ -331,16 +335,27 @@ fn feed_entry(engine: &Engine, h: Header, content: &mut impl Read) {
     );
     match (kind, special) {
         (Kind::File, Special::Config) => {}
-        (Kind::File, Special::DirIv) => match read_capped(content, 16) {
-            Ok(Some(b)) => engine.add_diriv(parent.to_vec(), &b),
-            Ok(None) => engine.integrity(show_cpath(&cpath), "longer than 16 bytes"),
+        // At most one byte more than allowed is read: the engine tells "too long" apart.
+        (Kind::File, Special::DirIv) => match read_prefix(content, 16) {
+            Ok(b) => engine.add_diriv(parent.to_vec(), &b),
             Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
         },
-        (Kind::File, Special::NameFile(entry)) => match read_capped(content, MAX_NAME_FILE) {
-            Ok(Some(b)) => engine.add_long_name(join_cpath(parent, entry), &b),
-            Ok(None) => engine.integrity(show_cpath(&cpath), "too long for a .name file"),
+        (Kind::File, Special::NameFile(entry)) => match read_prefix(content, MAX_NAME_FILE) {
+            Ok(b) => engine.add_long_name(join_cpath(parent, entry), &b),
             Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
         },
+        // The format's own files must be regular files; anything else under their names
+        // (a directory, a symlink, a link) is not an entry either, nor is what is below it.
+        (kind, s @ (Special::DirIv | Special::NameFile(_) | Special::Config)) => {
+            if matches!(s, Special::DirIv) {
+                engine.bad_diriv(parent.to_vec(), "not a regular file");
+            } else {
+                engine.integrity(show_cpath(&cpath), "not a regular file; ignored");
+            }
+            if matches!(kind, Kind::Dir) {
+                engine.skip_dir(cpath);
+            }
+        }
         (_, Special::Temp) => engine.warn(
             show_cpath(&cpath),
             "leftover temporary file of an interrupted export; ignored",

@@ -1,0 +1,994 @@
+//! Hostile backups (issue 9): `cryptbak restore`, `verify` and `ls` against backups crafted
+//! with the backup's real key, so that names *decrypt* to `..`, `/`, NUL and the like,
+//! `.name` and `gocryptfs.diriv` files lie, tar streams repeat paths, hard-link outside
+//! or through symlinks, and DEST holds symlinks pointing outside.
+//!
+//! For every case: a clear error naming the path, a non-zero exit, nothing written
+//! outside DEST, no partial file under a final name, and every good entry restored.
+
+// Helpers used by the later cases of this file, added in the next commit.
+#![allow(dead_code, unused_imports)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use cryptbak::config::Config;
+use cryptbak::content::{seal_symlink, ContentCipher, FileEncryptor, FileIvs};
+use cryptbak::keys::{self, MasterKey};
+use cryptbak::names::eme::Eme;
+use cryptbak::names::NameCodec;
+use cryptbak::pathiv::{derive, symlink_iv_path, Purpose};
+use sha2::{Digest, Sha256};
+
+use crate::restore_util::{assert_same_tree, cryptbak, export, passfile, show, tempdir, PW};
+
+const CONF: &str = "gocryptfs.conf";
+
+// ---------------------------------------------------------------- the forge
+
+/// A real export of a small tree, and the keys to forge more entries into copies of it.
+struct Forge {
+    t: tempfile::TempDir,
+    pw: PathBuf,
+    src: PathBuf,
+    exp: PathBuf,
+    master: MasterKey,
+    codec: NameCodec,
+    eme: Eme,
+    cipher: ContentCipher,
+    /// A directory outside every DEST whose contents must never change.
+    outside: PathBuf,
+}
+
+/// The good entries of every fixture; each must come out of every hostile restore intact.
+const GOOD: &[(&str, &[u8])] = &[
+    ("good", b"good data\n"),
+    ("dir/inner", b"inner\n"),
+    ("LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL", b"long name\n"),
+];
+
+impl Forge {
+    fn new(label: &str) -> Forge {
+        let t = tempdir(&format!("hostile-{label}"));
+        let pw = passfile(t.path());
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        for (p, data) in GOOD {
+            let p = src.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, data).unwrap();
+        }
+        let exp = t.path().join("exp");
+        export(&src, &exp, &pw, &[]);
+        let cfg = Config::load(&exp.join(CONF)).unwrap();
+        let master = cfg.unlock(PW.as_bytes()).unwrap();
+        let f = cfg.format();
+        assert!(f.hkdf && f.raw64 && f.dir_iv && f.aes_siv);
+        let nk = keys::name_key(&master, true);
+        let codec = NameCodec::new(&nk, true, true, None);
+        let eme = Eme::new(&nk);
+        let cipher = ContentCipher::new(keys::siv_key(&master, true));
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("victim"), b"original").unwrap();
+        Forge {
+            t,
+            pw,
+            src,
+            exp,
+            master,
+            codec,
+            eme,
+            cipher,
+            outside,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.t.path().join(name)
+    }
+
+    fn master_hex(&self) -> String {
+        self.master
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The encrypted name of any byte string (even a forbidden one) in directory `parent`
+    /// of a reverse-made tree: PKCS#7, EME with the path-derived dir IV, base64url.
+    fn raw_cname(&self, parent: &[u8], plain: &[u8]) -> String {
+        let pad = 16 - plain.len() % 16;
+        let mut p = plain.to_vec();
+        p.resize(plain.len() + pad, pad as u8);
+        URL_SAFE_NO_PAD.encode(self.eme.encrypt(&derive(parent, Purpose::DirIv), &p))
+    }
+
+    /// The cpath of a valid plaintext path (all components short).
+    fn cpath(&self, plain: &str) -> Vec<u8> {
+        let mut c: Vec<u8> = Vec::new();
+        for comp in plain.split('/') {
+            let n = self
+                .codec
+                .encrypt(&derive(&c, Purpose::DirIv), comp.as_bytes());
+            assert!(!self.codec.is_long(&n));
+            if !c.is_empty() {
+                c.push(b'/');
+            }
+            c.extend_from_slice(n.as_bytes());
+        }
+        c
+    }
+
+    /// File content as a reverse view shows it at `cpath`.
+    fn file_ct(&self, cpath: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FileEncryptor::new(&self.cipher)
+            .encrypt(&FileIvs::for_path(cpath), &mut &data[..], &mut out)
+            .unwrap();
+        out
+    }
+
+    /// A symlink target as a reverse view shows it at `cpath`.
+    fn symlink_ct(&self, cpath: &[u8], target: &[u8]) -> String {
+        let nonce = derive(&symlink_iv_path(cpath), Purpose::SymlinkIv);
+        URL_SAFE_NO_PAD.encode(seal_symlink(&self.cipher, &nonce, target))
+    }
+
+    /// A fresh copy of the export.
+    fn copy(&self, label: &str) -> PathBuf {
+        let copy = self.path(&format!("exp_{label}"));
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(&self.exp)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        copy
+    }
+
+    fn restore(&self, backup: &Path, dest: &Path, extra: &[&str]) -> Output {
+        let mut c = cryptbak();
+        c.args(["restore", "--no-progress", "--passfile"])
+            .arg(&self.pw)
+            .args(extra)
+            .arg(backup)
+            .arg(dest);
+        run_timed(&mut c)
+    }
+
+    /// The outside directory is untouched and DEST has no staging leftovers.
+    fn check_contained(&self, dest: &Path, what: &str) {
+        let names: Vec<_> = fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [OsStr::new("victim")], "{what}: outside changed");
+        assert_eq!(
+            fs::read(self.outside.join("victim")).unwrap(),
+            b"original",
+            "{what}"
+        );
+        // Nothing appeared next to DEST either (a `..` name would land there).
+        let mut top: Vec<_> = fs::read_dir(self.t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("exp") && !n.starts_with("out_") && !n.ends_with(".tar"))
+            .collect();
+        top.sort();
+        assert_eq!(
+            top,
+            ["outside", "pw", "src"],
+            "{what}: written next to DEST"
+        );
+        if dest.exists() {
+            for e in walk_all(dest) {
+                let n = e.file_name().unwrap_or_default().to_string_lossy();
+                assert!(
+                    !n.starts_with(".cryptbak"),
+                    "{what}: staging or temp left: {}",
+                    e.display()
+                );
+            }
+        }
+    }
+
+    /// Every good entry came out intact.
+    fn check_good(&self, dest: &Path, what: &str) {
+        for (p, data) in GOOD {
+            assert_eq!(
+                fs::read(dest.join(p)).unwrap_or_default(),
+                *data,
+                "{what}: good entry {p} not restored"
+            );
+        }
+    }
+}
+
+/// Runs a command with a time limit (a hostile input must not make cryptbak hang).
+fn run_timed(c: &mut Command) -> Output {
+    let out = crate::util::run(c);
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal (panic or crash?)\n{}",
+        show(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "panic:\n{}", show(&out));
+    out
+}
+
+/// The error lines of a run (warnings and the summary left out).
+fn error_lines(o: &Output) -> Vec<String> {
+    err(o)
+        .lines()
+        .filter(|l| l.starts_with("cryptbak: error:"))
+        .map(String::from)
+        .collect()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// All paths below `root`, not following symlinks.
+fn walk_all(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The names in the root of a good restore.
+fn good_root() -> Vec<String> {
+    let mut v: Vec<String> = GOOD
+        .iter()
+        .map(|(p, _)| p.split('/').next().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Plaintext names of the entries of DEST's root (sorted, staging excluded).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------- tar writing
+
+/// A minimal pax tar writer that writes whatever it is told: any path bytes (`..`,
+/// absolute, NUL), any type flag, any size field, entries in any order.
+#[derive(Default)]
+struct RawTar {
+    buf: Vec<u8>,
+}
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body_len = 1 + key.len() + 1 + value.len() + 1;
+    let mut n = body_len + 1;
+    loop {
+        let total = n.to_string().len() + body_len;
+        if total == n {
+            break;
+        }
+        n = total;
+    }
+    let mut r = format!("{n} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+fn ustar_header(name: &[u8], typeflag: u8, size: u64, link: &[u8]) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    let n = name.len().min(100);
+    h[..n].copy_from_slice(&name[..n]);
+    let mode = if typeflag == b'5' { 0o755 } else { 0o644 };
+    h[100..108].copy_from_slice(format!("{mode:07o}\0").as_bytes());
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", size.min(0o77777777777)).as_bytes());
+    h[136..148].copy_from_slice(format!("{:011o}\0", 1_600_000_000u64).as_bytes());
+    h[156] = typeflag;
+    let l = link.len().min(100);
+    h[157..157 + l].copy_from_slice(&link[..l]);
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+impl RawTar {
+    fn pad(&mut self) {
+        let r = self.buf.len() % 512;
+        if r != 0 {
+            self.buf.resize(self.buf.len() + 512 - r, 0);
+        }
+    }
+
+    /// One member: a pax header carrying the exact path (and link target), then the
+    /// ustar header and `data`.
+    fn raw(
+        &mut self,
+        path: &[u8],
+        typeflag: u8,
+        data: &[u8],
+        link: &[u8],
+        extra: &[(&str, &[u8])],
+    ) {
+        let mut pax = pax_record("path", path);
+        if !link.is_empty() {
+            pax.extend(pax_record("linkpath", link));
+        }
+        for (k, v) in extra {
+            pax.extend(pax_record(k, v));
+        }
+        self.buf
+            .extend_from_slice(&ustar_header(b"PaxHeader", b'x', pax.len() as u64, b""));
+        self.buf.extend_from_slice(&pax);
+        self.pad();
+        self.buf.extend_from_slice(&ustar_header(
+            b"placeholder",
+            typeflag,
+            data.len() as u64,
+            b"",
+        ));
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn dir(&mut self, path: &[u8]) {
+        self.raw(path, b'5', b"", b"", &[]);
+    }
+
+    fn file(&mut self, path: &[u8], data: &[u8]) {
+        self.raw(path, b'0', data, b"", &[]);
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8]) {
+        self.raw(path, b'2', b"", target, &[]);
+    }
+
+    fn hardlink(&mut self, path: &[u8], target: &[u8]) {
+        self.raw(path, b'1', b"", target, &[]);
+    }
+
+    /// Every entry of a ciphertext directory, parents first, names sorted.
+    fn tree(&mut self, root: &Path) {
+        let mut all: Vec<PathBuf> = walk_all(root);
+        all.sort();
+        for p in all {
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let md = fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                self.dir(&rel);
+            } else if md.file_type().is_symlink() {
+                self.symlink(&rel, fs::read_link(&p).unwrap().as_os_str().as_bytes());
+            } else {
+                self.file(&rel, &fs::read(&p).unwrap());
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.resize(self.buf.len() + 1024, 0);
+        self.buf
+    }
+}
+
+impl Forge {
+    /// A tar of the fixture export, then `more` entries.
+    fn tar_with(&self, label: &str, more: impl FnOnce(&mut RawTar)) -> PathBuf {
+        let mut t = RawTar::default();
+        t.tree(&self.exp);
+        more(&mut t);
+        let p = self.path(&format!("{label}.tar"));
+        fs::write(&p, t.finish()).unwrap();
+        p
+    }
+
+    /// A tar of any ciphertext directory, parents first.
+    fn tar_of(&self, dir: &Path, label: &str) -> PathBuf {
+        let mut t = RawTar::default();
+        t.tree(dir);
+        let p = self.path(&format!("{label}.tar"));
+        fs::write(&p, t.finish()).unwrap();
+        p
+    }
+
+    fn verify(&self, backup: &Path) -> Output {
+        let mut c = cryptbak();
+        c.args(["verify", "--passfile"]).arg(&self.pw).arg(backup);
+        run_timed(&mut c)
+    }
+
+    fn ls(&self, backup: &Path) -> Output {
+        let mut c = cryptbak();
+        c.args(["ls", "-r", "--passfile"]).arg(&self.pw).arg(backup);
+        run_timed(&mut c)
+    }
+
+    fn restore_tar(&self, tar: &Path, dest: &Path, extra: &[&str]) -> Output {
+        let mut e = vec!["--tar"];
+        e.extend_from_slice(extra);
+        self.restore(tar, dest, &e)
+    }
+}
+
+// ---------------------------------------------------------------- 1. forbidden names
+
+const FORBIDDEN: &[(&str, &[u8])] = &[
+    ("dotdot", b".."),
+    ("dot", b"."),
+    ("empty", b""),
+    ("slash", b"x/../../outside/evil"),
+    ("abs", b"/etc/evil"),
+    ("nul", b"ev\0il"),
+];
+
+/// Names that decrypt (with the real key and the right dir IV) to `..`, `.`, the empty
+/// name, a name with `/` or NUL: as short names, as long names (`gocryptfs.longname.*`
+/// with a matching `.name`), as files and as directories holding a file; in a
+/// directory backup and in a tar stream.
+#[test]
+fn hostile_forbidden_names() {
+    let f = Forge::new("names");
+    let copy = f.copy("names");
+    // (entry, content, .name content)
+    type Planted = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+    let mut planted: Vec<Planted> = Vec::new();
+    for (label, bad) in FORBIDDEN {
+        // As a short name (a file).
+        let c = f.raw_cname(b"", bad);
+        planted.push((
+            c.clone().into_bytes(),
+            f.file_ct(c.as_bytes(), b"evil"),
+            None,
+        ));
+        // As a long name: pad it past the threshold when possible, else wrap a short cname.
+        let mut long = bad.to_vec();
+        if !bad.is_empty() && *label != "dot" && *label != "dotdot" {
+            long.extend(std::iter::repeat(b'z').take(200));
+        }
+        let lc = f.raw_cname(b"", &long);
+        let h = format!(
+            "gocryptfs.longname.{}",
+            URL_SAFE_NO_PAD.encode(Sha256::digest(&lc))
+        );
+        planted.push((
+            h.clone().into_bytes(),
+            f.file_ct(h.as_bytes(), b"evil"),
+            Some(lc.into_bytes()),
+        ));
+    }
+    for (entry, data, name) in &planted {
+        let p = copy.join(OsStr::from_bytes(entry));
+        fs::write(&p, data).unwrap();
+        if let Some(n) = name {
+            let mut nf = entry.clone();
+            nf.extend_from_slice(b".name");
+            fs::write(copy.join(OsStr::from_bytes(&nf)), n).unwrap();
+        }
+    }
+    // As directories inside `dir`, each holding a file: contents of a directory named
+    // `..` must not land next to `dir` (or next to DEST).
+    let dir_c = f.cpath("dir");
+    for (_, bad) in FORBIDDEN {
+        let c = f.raw_cname(&dir_c, bad);
+        let dcp = [&dir_c[..], b"/", c.as_bytes()].concat();
+        fs::create_dir(copy.join(OsStr::from_bytes(&dcp))).unwrap();
+        let fc = f.codec.encrypt(&derive(&dcp, Purpose::DirIv), b"payload");
+        let fcp = [&dcp[..], b"/", fc.as_bytes()].concat();
+        fs::write(copy.join(OsStr::from_bytes(&fcp)), f.file_ct(&fcp, b"evil")).unwrap();
+        fs::write(
+            copy.join(OsStr::from_bytes(&dcp)).join("gocryptfs.diriv"),
+            derive(&dcp, Purpose::DirIv),
+        )
+        .unwrap();
+    }
+    let check = |o: &Output, out: &Path, what: &str| {
+        assert_eq!(code(o), 26, "{what}\n{}", show(o));
+        let e = err(o);
+        assert_eq!(
+            e.matches("decrypts to a forbidden name").count(),
+            18,
+            "{what}\n{e}"
+        );
+        f.check_contained(out, what);
+        f.check_good(out, what);
+        assert_eq!(names_in(out), good_root(), "{what}");
+        assert_eq!(names_in(&out.join("dir")), ["inner"], "{what}");
+    };
+    let out = f.path("out_names");
+    let o = f.restore(&copy, &out, &[]);
+    check(&o, &out, "directory");
+    let tar = f.tar_of(&copy, "names");
+    let out = f.path("out_names_tar");
+    let o = f.restore_tar(&tar, &out, &[]);
+    check(&o, &out, "tar");
+    // verify names them too; ls lists the good ones and reports the rest.
+    let o = f.verify(&copy);
+    assert_eq!(code(&o), 26, "{}", show(&o));
+    assert_eq!(
+        err(&o).matches("forbidden name").count(),
+        18,
+        "{}",
+        show(&o)
+    );
+    let o = f.ls(&copy);
+    assert_ne!(code(&o), 0, "{}", show(&o));
+    assert_eq!(
+        err(&o).matches("forbidden name").count(),
+        18,
+        "{}",
+        show(&o)
+    );
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    for (p, _) in GOOD {
+        assert!(listed.contains(p), "{listed}");
+    }
+}
+
+// ---------------------------------------------------------------- 2. .name files
+
+/// The long-named fixture entry (`LLL…`) of a copy: (entry name, its `.name` file name).
+fn long_entry(dir: &Path) -> (String, String) {
+    let n = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("gocryptfs.longname.") && !n.ends_with(".name"))
+        .expect("long name in the fixture");
+    let nf = format!("{n}.name");
+    (n, nf)
+}
+
+/// Add a long-named file whose `.name` holds `name` and whose hash matches it.
+fn add_long(f: &Forge, dir: &Path, name: &[u8]) {
+    let h = format!(
+        "gocryptfs.longname.{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(name))
+    );
+    fs::write(dir.join(&h), f.file_ct(h.as_bytes(), b"evil")).unwrap();
+    fs::write(dir.join(format!("{h}.name")), name).unwrap();
+}
+
+/// `.name` files that are empty, not base64, hash to another name, belong to no entry,
+/// are missing, are a directory or a FIFO: each is reported with the entry's path, and
+/// only that entry is left out; the same from a tar stream.
+#[test]
+fn hostile_name_files() {
+    let f = Forge::new("namefiles");
+    type Damage = Box<dyn Fn(&Forge, &Path)>;
+    let long_name = f
+        .codec
+        .encrypt(&derive(b"", Purpose::DirIv), GOOD[2].0.as_bytes());
+    let cases: Vec<(&str, Damage, i32, &str, bool)> = vec![
+        // (label, damage, exit code, message, the long-named good entry survives)
+        (
+            "empty",
+            Box::new(|_, d| fs::write(d.join(long_entry(d).1), b"").unwrap()),
+            26,
+            "does not match the hashed name",
+            false,
+        ),
+        (
+            "empty_hashed",
+            Box::new(|f, d| add_long(f, d, b"")),
+            26,
+            "cannot decrypt name",
+            true,
+        ),
+        (
+            "not_base64",
+            Box::new(|f, d| add_long(f, d, b"!!not*base64~~")),
+            26,
+            "not valid base64",
+            true,
+        ),
+        (
+            "other_hash",
+            Box::new(move |f, d| {
+                // A valid long name of another entry: its hash is not this entry's.
+                let other = f.codec.encrypt(&derive(b"", Purpose::DirIv), &[b'Q'; 200]);
+                fs::write(d.join(long_entry(d).1), other).unwrap();
+            }),
+            26,
+            "does not match the hashed name",
+            false,
+        ),
+        (
+            "orphan",
+            Box::new(move |_, d| {
+                let h = format!(
+                    "gocryptfs.longname.{}.name",
+                    URL_SAFE_NO_PAD.encode(Sha256::digest(b"nobody"))
+                );
+                fs::write(d.join(h), b"nobody").unwrap();
+            }),
+            0,
+            "",
+            true,
+        ),
+        (
+            "missing",
+            Box::new(|_, d| fs::remove_file(d.join(long_entry(d).1)).unwrap()),
+            26,
+            "is missing",
+            false,
+        ),
+        (
+            "directory",
+            Box::new(|_, d| {
+                let nf = d.join(long_entry(d).1);
+                fs::remove_file(&nf).unwrap();
+                fs::create_dir(&nf).unwrap();
+            }),
+            26,
+            "not a regular file",
+            false,
+        ),
+    ];
+    let _ = long_name;
+    for (label, damage, want, needle, long_ok) in &cases {
+        let copy = f.copy(label);
+        damage(&f, &copy);
+        let tar = f.tar_of(&copy, label);
+        for (how, o, out) in [
+            (
+                "dir",
+                f.restore(&copy, &f.path(&format!("out_{label}")), &[]),
+                f.path(&format!("out_{label}")),
+            ),
+            (
+                "tar",
+                f.restore_tar(&tar, &f.path(&format!("out_{label}_tar")), &[]),
+                f.path(&format!("out_{label}_tar")),
+            ),
+        ] {
+            let what = format!("{label} ({how})");
+            eprintln!("== {what}\n{}", err(&o));
+            assert_eq!(code(&o), *want, "{what}\n{}", show(&o));
+            assert!(
+                err(&o).contains(needle),
+                "{what}: wanted {needle:?}\n{}",
+                show(&o)
+            );
+            // One line for the entry (two when the .name file itself cannot be read).
+            let lines = error_lines(&o);
+            assert!(
+                lines.len() <= 2 && !err(&o).contains(".name.name"),
+                "{what}\n{}",
+                show(&o)
+            );
+            f.check_contained(&out, &what);
+            if *long_ok {
+                f.check_good(&out, &what);
+            } else {
+                assert_eq!(fs::read(out.join("good")).unwrap(), GOOD[0].1, "{what}");
+                assert_eq!(
+                    fs::read(out.join("dir/inner")).unwrap(),
+                    GOOD[1].1,
+                    "{what}"
+                );
+                assert!(!out.join(GOOD[2].0).exists(), "{what}");
+            }
+        }
+    }
+}
+
+/// Runs cryptbak restore with an address-space limit, so that reading a huge file into
+/// memory fails loudly instead of passing unnoticed.
+fn restore_limited(f: &Forge, backup: &Path, dest: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -v 1500000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_cryptbak"))
+        .args(["restore", "--no-progress", "--passfile"])
+        .arg(&f.pw)
+        .args(extra)
+        .arg(backup)
+        .arg(dest)
+        .stdin(Stdio::null());
+    let start = std::time::Instant::now();
+    let o = run_timed(&mut c);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}\n{}",
+        start.elapsed(),
+        show(&o)
+    );
+    o
+}
+
+/// A sparse file of `len` bytes (no disk space, but reading it all takes memory and time).
+fn sparse(p: &Path, len: u64) {
+    let _ = fs::remove_file(p);
+    let f = fs::File::create(p).unwrap();
+    f.set_len(len).unwrap();
+}
+
+/// The small files of the format (`.name`, `gocryptfs.diriv`, `gocryptfs.conf`) as huge
+/// files or FIFOs: refused without reading them into memory and without hanging.
+#[test]
+fn hostile_small_files_huge_or_fifo() {
+    let f = Forge::new("smallfiles");
+    let dir_c = f.cpath("dir");
+    let diriv = |d: &Path| d.join(OsStr::from_bytes(&dir_c)).join("gocryptfs.diriv");
+    const HUGE: u64 = 4 << 30;
+    const ALL3: &[&str] = &["good", "dir/inner", GOOD[2].0];
+    type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Damage, i32, &str, &[&str])> = vec![
+        (
+            "huge_name",
+            Box::new(|d| sparse(&d.join(long_entry(d).1), HUGE)),
+            26,
+            ".name",
+            &["good", "dir/inner"],
+        ),
+        (
+            "fifo_name",
+            Box::new(|d| {
+                let p = d.join(long_entry(d).1);
+                fs::remove_file(&p).unwrap();
+                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+            }),
+            26,
+            "not a regular file",
+            &["good", "dir/inner"],
+        ),
+        (
+            "huge_diriv",
+            Box::new(|d| sparse(&diriv(d), HUGE)),
+            26,
+            "gocryptfs.diriv",
+            ALL3,
+        ),
+        (
+            "fifo_diriv",
+            Box::new(|d| {
+                let p = diriv(d);
+                fs::remove_file(&p).unwrap();
+                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+            }),
+            26,
+            "not a regular file",
+            ALL3,
+        ),
+    ];
+    for (label, damage, want, needle, good) in &cases {
+        let copy = f.copy(label);
+        damage(&copy);
+        let out = f.path(&format!("out_{label}"));
+        let o = restore_limited(&f, &copy, &out, &[]);
+        eprintln!("== {label}\n{}", err(&o));
+        assert_eq!(code(&o), *want, "{label}\n{}", show(&o));
+        assert!(
+            err(&o).contains(needle),
+            "{label}: wanted {needle:?}\n{}",
+            show(&o)
+        );
+        if label.starts_with("huge") {
+            assert_eq!(error_lines(&o).len(), 1, "{label}\n{}", show(&o));
+        }
+        f.check_contained(&out, label);
+        for p in *good {
+            let data = GOOD.iter().find(|(g, _)| g == p).unwrap().1;
+            assert_eq!(fs::read(out.join(p)).unwrap(), data, "{label}: {p}");
+        }
+    }
+    // The config itself, as a FIFO and as a huge file: a config error, nothing written.
+    for (label, fifo) in [("fifo_conf", true), ("huge_conf", false)] {
+        let copy = f.copy(label);
+        let p = copy.join(CONF);
+        fs::remove_file(&p).unwrap();
+        if fifo {
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        } else {
+            sparse(&p, HUGE);
+        }
+        let out = f.path(&format!("out_{label}"));
+        let o = restore_limited(&f, &copy, &out, &[]);
+        eprintln!("== {label}\n{}", err(&o));
+        assert_eq!(code(&o), 23, "{label}\n{}", show(&o));
+        assert_eq!(err(&o).lines().count(), 1, "{label}\n{}", show(&o));
+        assert!(!out.exists(), "{label}");
+    }
+}
+
+// ---------------------------------------------------------------- 3. gocryptfs.diriv
+
+/// What a `gocryptfs.diriv` can be turned into.
+type PathDamage = Box<dyn Fn(&Path)>;
+
+fn diriv_damages() -> Vec<(&'static str, PathDamage)> {
+    vec![
+        ("empty", Box::new(|p: &Path| fs::write(p, b"").unwrap())),
+        (
+            "short",
+            Box::new(|p: &Path| fs::write(p, [7u8; 15]).unwrap()),
+        ),
+        (
+            "long",
+            Box::new(|p: &Path| fs::write(p, [7u8; 17]).unwrap()),
+        ),
+        ("missing", Box::new(|p: &Path| fs::remove_file(p).unwrap())),
+        (
+            "directory",
+            Box::new(|p: &Path| {
+                fs::remove_file(p).unwrap();
+                fs::create_dir(p).unwrap();
+                fs::write(p.join("x"), b"x").unwrap();
+            }),
+        ),
+    ]
+}
+
+/// Reverse-made trees do not need the stored dir IV (it is recomputed from the path and
+/// checked against it): a bad one is reported, the names are still restored.
+#[test]
+fn hostile_diriv_reverse() {
+    let f = Forge::new("diriv");
+    let dir_c = f.cpath("dir");
+    for (label, damage) in diriv_damages() {
+        let copy = f.copy(label);
+        for d in [copy.clone(), copy.join(OsStr::from_bytes(&dir_c))] {
+            let p = d.join("gocryptfs.diriv");
+            let mut perm = fs::metadata(&p).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+            fs::set_permissions(&p, perm).unwrap();
+            damage(&p);
+        }
+        let tar = f.tar_of(&copy, label);
+        for (how, tar_mode) in [("dir", false), ("tar", true)] {
+            let what = format!("{label} ({how})");
+            let out = f.path(&format!("out_{label}_{how}"));
+            let o = if tar_mode {
+                f.restore_tar(&tar, &out, &[])
+            } else {
+                f.restore(&copy, &out, &[])
+            };
+            eprintln!("== {what}\n{}", err(&o));
+            let want = if label == "missing" { 0 } else { 26 };
+            assert_eq!(code(&o), want, "{what}\n{}", show(&o));
+            if label != "missing" {
+                let n = err(&o)
+                    .lines()
+                    .filter(|l| l.contains("gocryptfs.diriv"))
+                    .count();
+                assert_eq!(n, 2, "{what}\n{}", show(&o));
+            }
+            f.check_contained(&out, &what);
+            f.check_good(&out, &what);
+            assert_eq!(names_in(&out), good_root(), "{what}");
+        }
+    }
+}
+
+/// A forward-mode gocryptfs directory needs the stored dir IV (it is random): a bad one
+/// makes that directory's names unrecoverable, which is reported, and nothing else is lost.
+#[test]
+fn hostile_diriv_forward() {
+    if !crate::restore_util::have_gocryptfs("hostile_diriv_forward") {
+        return;
+    }
+    let t = tempdir("hostile-fwdiriv");
+    let pw = passfile(t.path());
+    let cipher = t.path().join("cipher");
+    fs::create_dir(&cipher).unwrap();
+    crate::restore_util::gocryptfs(&[
+        OsStr::new("-init"),
+        OsStr::new("-q"),
+        OsStr::new("-scryptn"),
+        OsStr::new("10"),
+        OsStr::new("-passfile"),
+        pw.as_os_str(),
+        cipher.as_os_str(),
+    ]);
+    let mnt = t.path().join("mnt");
+    let mut m = crate::restore_util::Mount::new(
+        &[OsStr::new("-passfile"), pw.as_os_str(), cipher.as_os_str()],
+        &mnt,
+    );
+    fs::write(mnt.join("top"), b"top\n").unwrap();
+    fs::create_dir_all(mnt.join("sub/deeper")).unwrap();
+    fs::write(mnt.join("sub/a"), b"a\n").unwrap();
+    fs::write(mnt.join("sub/deeper/b"), b"b\n").unwrap();
+    fs::create_dir(mnt.join("other")).unwrap();
+    fs::write(mnt.join("other/c"), b"c\n").unwrap();
+    m.unmount();
+    // The ciphertext directory of `sub`: the one whose listing has a subdirectory.
+    let sub_c = fs::read_dir(&cipher)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.is_dir()
+                && fs::read_dir(p)
+                    .unwrap()
+                    .any(|e| e.unwrap().file_type().unwrap().is_dir())
+        })
+        .unwrap();
+    let sub_name = sub_c.file_name().unwrap().to_string_lossy().into_owned();
+    let f = Forge {
+        master: MasterKey::from_bytes([0; 32]),
+        ..Forge::new("fwdiriv-fixture")
+    };
+    for (label, damage) in diriv_damages() {
+        let copy = t.path().join(format!("copy_{label}"));
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&cipher)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success());
+        let p = copy.join(&sub_name).join("gocryptfs.diriv");
+        let mut perm = fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+        fs::set_permissions(&p, perm).unwrap();
+        damage(&p);
+        let tar = f.tar_of(&copy, &format!("fw_{label}"));
+        for (how, tar_mode) in [("dir", false), ("tar", true)] {
+            let what = format!("{label} ({how})");
+            let out = t.path().join(format!("out_{label}_{how}"));
+            let mut c = cryptbak();
+            c.args(["restore", "--no-progress", "--passfile"]).arg(&pw);
+            if tar_mode {
+                c.arg("--tar").arg(&tar);
+            } else {
+                c.arg(&copy);
+            }
+            c.arg(&out);
+            let o = run_timed(&mut c);
+            eprintln!("== {what}\n{}", err(&o));
+            assert_eq!(code(&o), 26, "{what}\n{}", show(&o));
+            let e = err(&o);
+            assert!(
+                e.lines()
+                    .any(|l| l.contains(&sub_name) && l.contains("cannot be decrypted")),
+                "{what}\n{e}"
+            );
+            // The damaged dir IV (when there is one) and its consequence; nothing else.
+            let want_lines = if label == "missing" { 1 } else { 2 };
+            assert_eq!(error_lines(&o).len(), want_lines, "{what}\n{e}");
+            assert!(!e.contains("warning"), "{what}\n{e}");
+            assert_eq!(fs::read(out.join("top")).unwrap(), b"top\n", "{what}");
+            assert_eq!(fs::read(out.join("other/c")).unwrap(), b"c\n", "{what}");
+            // `sub` itself is restored (its name is in the root), its entries are not.
+            assert_eq!(fs::read_dir(out.join("sub")).unwrap().count(), 0, "{what}");
+        }
+    }
+}
