@@ -25,7 +25,9 @@ use std::sync::Mutex;
 
 use crate::config::Format;
 use crate::error::{Error, Result};
-use crate::names::{is_valid_plain_name, parse_long_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX};
+use crate::names::{
+    is_valid_plain_name, parse_long_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX, LONGNAME_SUFFIX,
+};
 use crate::pathiv::{self, Purpose};
 use crate::progress::{Problem, Progress};
 use crate::view::{Meta, S_IFDIR};
@@ -111,8 +113,11 @@ struct DirState {
 struct State {
     layout: Layout,
     dirs: HashMap<CPath, DirState>,
-    /// Contents of `.name` files, keyed by the long-named entry's cpath.
+    /// Contents of `.name` files that hash to their entry's name, keyed by the
+    /// long-named entry's cpath.
     long_names: HashMap<CPath, Vec<u8>>,
+    /// What was wrong with `.name` files that did not (in case no right one comes).
+    bad_long_names: HashMap<CPath, String>,
     /// Entries waiting for their `.name` file.
     name_waiters: HashMap<CPath, Item>,
     links: Vec<(CPath, CPath)>,
@@ -233,6 +238,7 @@ impl<'a> Engine<'a> {
                 layout,
                 dirs,
                 long_names: HashMap::new(),
+                bad_long_names: HashMap::new(),
                 name_waiters: HashMap::new(),
                 links: Vec::new(),
                 suspects: Vec::new(),
@@ -428,13 +434,52 @@ impl<'a> Engine<'a> {
     }
 
     /// The content of `gocryptfs.longname.H.name`, for the entry `gocryptfs.longname.H`.
-    /// A longer one (sources read at most one byte more) fails when its entry resolves.
+    ///
+    /// Only content that hashes to H is used. A tar stream can carry the file twice: a
+    /// wrong copy must neither replace a right one nor fail the entry before the right one
+    /// arrives, so it is only remembered, for the report if no right one comes.
     pub fn add_long_name(&self, entry: CPath, cname: &[u8]) {
-        let cname = &cname[..cname.len().min(MAX_NAME_FILE + 1)];
+        let (_, comp) = split_cpath(&entry);
+        let problem = if cname.len() > MAX_NAME_FILE {
+            // Sources read at most one byte more than allowed.
+            Some(format!(
+                "its .name file is larger than any encrypted name (over {MAX_NAME_FILE} bytes)"
+            ))
+        } else if !self
+            .codec
+            .as_ref()
+            .is_some_and(|c| long_name_matches(c, comp, cname))
+        {
+            Some(
+                "its .name file does not match the hashed name (tampered or swapped .name file)"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        let mut nf = entry.clone();
+        nf.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
+        let report_copy = || {
+            self.integrity(
+                show_cpath(&nf),
+                "the stream has another copy of this .name file that does not match the hashed name; that copy was ignored",
+            )
+        };
         let mut st = self.lock();
-        st.long_names.insert(entry.clone(), cname.to_vec());
-        if let Some(item) = st.name_waiters.remove(&entry) {
-            self.try_place(&mut st, entry, item);
+        match problem {
+            Some(_) if st.long_names.contains_key(&entry) => report_copy(),
+            Some(msg) => {
+                st.bad_long_names.insert(entry, msg);
+            }
+            None => {
+                if st.bad_long_names.remove(&entry).is_some() {
+                    report_copy();
+                }
+                st.long_names.insert(entry.clone(), cname.to_vec());
+                if let Some(item) = st.name_waiters.remove(&entry) {
+                    self.try_place(&mut st, entry, item);
+                }
+            }
         }
     }
 
@@ -512,20 +557,10 @@ impl<'a> Engine<'a> {
                 };
                 let long = self.format.long_names && comp.starts_with(LONGNAME_PREFIX.as_bytes());
                 let cname: &[u8] = if long {
+                    // Only checked content is there (see add_long_name).
                     let Some(cname) = st.long_names.get(cpath) else {
                         return Res::WaitName;
                     };
-                    if cname.len() > MAX_NAME_FILE {
-                        return fail(format!(
-                            "its .name file is larger than any encrypted name (over {MAX_NAME_FILE} bytes)"
-                        ));
-                    }
-                    let hash_ok = long_name_matches(codec, comp, cname);
-                    if !hash_ok {
-                        return fail(
-                            "its .name file does not match the hashed name (tampered or swapped .name file)".into(),
-                        );
-                    }
                     cname
                 } else {
                     comp
@@ -616,15 +651,23 @@ impl<'a> Engine<'a> {
         let shown = self.dest.show(&path);
         match item {
             Item::Dir { meta } => {
-                if let Err(e) = self.dest.mkdir(parent, name) {
-                    self.error(shown, e.to_string());
-                    self.kill_dir(st, &cpath);
-                    return;
-                }
+                let created = match self.dest.mkdir(parent, name) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.error(shown, e.to_string());
+                        self.kill_dir(st, &cpath);
+                        return;
+                    }
+                };
                 inc(&self.counters.dirs, 1);
                 let d = st.dirs.entry(cpath.clone()).or_default();
                 d.plain = Some(path);
-                d.meta = Some(meta);
+                // A directory that was in DEST before the run (--force) keeps its own mode,
+                // owner and times: nothing existing is changed. One this run made (the
+                // stream may name it twice) takes the latest metadata.
+                if created || d.meta.is_some() {
+                    d.meta = Some(meta);
+                }
                 d.seen = true;
                 self.retry_dir(st, &cpath);
             }
@@ -755,14 +798,20 @@ impl<'a> Engine<'a> {
         let waiters: Vec<(CPath, Item)> = st.name_waiters.drain().collect();
         for (c, item) in waiters {
             let mut name_file = c.clone();
-            name_file.extend_from_slice(b".name");
-            self.integrity(
-                show_cpath(&c),
-                format!(
+            name_file.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
+            let msg = match st.bad_long_names.get(&c) {
+                Some(m) => m.clone(),
+                None => format!(
                     "its long-name file {} is missing: the name cannot be restored",
                     show_cpath(&name_file).display()
                 ),
-            );
+            };
+            let (parent, _) = split_cpath(&c);
+            let msg = match st.dirs.get(parent).and_then(|d| d.plain.as_ref()) {
+                Some(p) => format!("in {}: {msg}", self.dest.show(p).display()),
+                None => msg,
+            };
+            self.integrity(show_cpath(&c), msg);
             if matches!(item, Item::Dir { .. }) {
                 self.kill_dir(&mut st, &c);
             }

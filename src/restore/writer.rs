@@ -157,6 +157,7 @@ impl Dest {
             return Ok(fd.clone());
         }
         let mut cur = self.root.clone();
+        let mut done = PathBuf::new();
         for c in rel.components() {
             let Component::Normal(name) = c else {
                 return Err(io::Error::new(
@@ -164,7 +165,24 @@ impl Dest {
                     "not a plain relative path",
                 ));
             };
-            cur = Arc::new(rfs::openat(&*cur, name, DIR_FLAGS, Mode::empty())?);
+            done.push(name);
+            let fd = rfs::openat(&*cur, name, DIR_FLAGS, Mode::empty()).map_err(|e| {
+                if e == rustix::io::Errno::NOTDIR || e == rustix::io::Errno::LOOP {
+                    // A file, or a symlink put there before or during the run. Callers name
+                    // `rel`; say which part of it when it is not the last.
+                    let what = if done.as_path() == rel {
+                        String::new()
+                    } else {
+                        format!("{} is ", self.show(&done).display())
+                    };
+                    io::Error::other(format!(
+                        "{what}not a directory (symlinks in DEST are never followed)"
+                    ))
+                } else {
+                    e.into()
+                }
+            })?;
+            cur = Arc::new(fd);
         }
         let mut cache = self.cache.lock().expect("no panics while held");
         if cache.len() >= MAX_CACHED_DIRS {
@@ -178,16 +196,19 @@ impl Dest {
         Error::io(self.show(rel), e.into())
     }
 
-    /// Create directory `parent/name` (mode 0700 until `finish_dir`). An existing real
-    /// directory is accepted (merging into it); anything else in the way is an error.
-    pub fn mkdir(&self, parent: &Path, name: &OsStr) -> Result<()> {
+    /// Create directory `parent/name` (mode 0700 until `finish_dir`); `true` if it was
+    /// created. An existing real directory is accepted (merging into it); anything else
+    /// in the way is an error.
+    pub fn mkdir(&self, parent: &Path, name: &OsStr) -> Result<bool> {
         let rel = parent.join(name);
         let pfd = self.dir(parent).map_err(|e| self.err(parent, e))?;
         match rfs::mkdirat(&*pfd, name, Mode::RWXU) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST) => {
                 match rfs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        Ok(false)
+                    }
                     _ => Err(Error::invalid(
                         self.show(&rel),
                         "exists and is not a directory; not overwritten (its contents are skipped)",
@@ -352,7 +373,13 @@ impl Dest {
         let tfd = self.dir(tparent).map_err(|e| self.err(tparent, e))?;
         let pfd = self.dir(parent).map_err(|e| self.err(parent, e))?;
         // Without AT_SYMLINK_FOLLOW, linkat links the entry itself, never a symlink's target.
-        rfs::linkat(&*tfd, tname, &*pfd, name, AtFlags::empty()).map_err(|e| self.err(&rel, e))
+        rfs::linkat(&*tfd, tname, &*pfd, name, AtFlags::empty()).map_err(|e| {
+            if e == rustix::io::Errno::EXIST {
+                Error::invalid(self.show(&rel), "already exists; not overwritten")
+            } else {
+                self.err(&rel, e)
+            }
+        })
     }
 
     /// Remove a placed non-directory entry, or rename it to `name.corrupt`.

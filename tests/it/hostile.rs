@@ -6,9 +6,6 @@
 //! For every case: a clear error naming the path, a non-zero exit, nothing written
 //! outside DEST, no partial file under a final name, and every good entry restored.
 
-// Helpers used by the later cases of this file, added in the next commit.
-#![allow(dead_code, unused_imports)]
-
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
@@ -21,13 +18,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cryptbak::config::Config;
 use cryptbak::content::{seal_symlink, ContentCipher, FileEncryptor, FileIvs};
-use cryptbak::keys::{self, MasterKey};
+use cryptbak::keys;
 use cryptbak::names::eme::Eme;
 use cryptbak::names::NameCodec;
 use cryptbak::pathiv::{derive, symlink_iv_path, Purpose};
 use sha2::{Digest, Sha256};
 
-use crate::restore_util::{assert_same_tree, cryptbak, export, passfile, show, tempdir, PW};
+use crate::restore_util::{cryptbak, export, passfile, show, tempdir, PW};
 
 const CONF: &str = "gocryptfs.conf";
 
@@ -37,9 +34,7 @@ const CONF: &str = "gocryptfs.conf";
 struct Forge {
     t: tempfile::TempDir,
     pw: PathBuf,
-    src: PathBuf,
     exp: PathBuf,
-    master: MasterKey,
     codec: NameCodec,
     eme: Eme,
     cipher: ContentCipher,
@@ -81,9 +76,7 @@ impl Forge {
         Forge {
             t,
             pw,
-            src,
             exp,
-            master,
             codec,
             eme,
             cipher,
@@ -93,14 +86,6 @@ impl Forge {
 
     fn path(&self, name: &str) -> PathBuf {
         self.t.path().join(name)
-    }
-
-    fn master_hex(&self) -> String {
-        self.master
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
 
     /// The encrypted name of any byte string (even a forbidden one) in directory `parent`
@@ -942,10 +927,7 @@ fn hostile_diriv_forward() {
         })
         .unwrap();
     let sub_name = sub_c.file_name().unwrap().to_string_lossy().into_owned();
-    let f = Forge {
-        master: MasterKey::from_bytes([0; 32]),
-        ..Forge::new("fwdiriv-fixture")
-    };
+    let f = Forge::new("fwdiriv-fixture"); // for its tar writer
     for (label, damage) in diriv_damages() {
         let copy = t.path().join(format!("copy_{label}"));
         assert!(Command::new("cp")
@@ -990,5 +972,386 @@ fn hostile_diriv_forward() {
             // `sub` itself is restored (its name is in the root), its entries are not.
             assert_eq!(fs::read_dir(out.join("sub")).unwrap().count(), 0, "{what}");
         }
+    }
+}
+
+// ---------------------------------------------------------------- 4. symlinks and DEST
+
+/// `--force` into a DEST that holds symlinks (to outside files, outside directories,
+/// dangling ones) where the backup has files and directories, and a directory of its
+/// own: nothing is written through them, nothing existing is changed (not even the
+/// existing directory's mode and times), the rest is restored.
+#[test]
+fn hostile_dest_symlinks_force() {
+    let f = Forge::new("destlinks");
+    let out = f.path("out_force");
+    fs::create_dir(&out).unwrap();
+    // `good` -> an outside file, `LLL…` -> dangling into outside, `dir` is a real
+    // directory whose `inner` is a symlink to the outside victim.
+    symlink(f.outside.join("victim"), out.join("good")).unwrap();
+    symlink(f.outside.join("created"), out.join(GOOD[2].0)).unwrap();
+    fs::create_dir(out.join("dir")).unwrap();
+    symlink(f.outside.join("victim"), out.join("dir/inner")).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut fs::metadata(out.join("dir")).unwrap().permissions(),
+        0o700,
+    );
+    fs::set_permissions(
+        out.join("dir"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    crate::restore_util::set_mtime(&out.join("dir"), 1_000_000_000, 0);
+    let before = fs::symlink_metadata(out.join("dir")).unwrap();
+    let o = f.restore(&f.exp, &out, &["--force"]);
+    eprintln!("{}", err(&o));
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    assert_eq!(error_lines(&o).len(), 3, "{}", show(&o));
+    assert!(
+        err(&o).matches("already exists; not overwritten").count() == 3,
+        "{}",
+        show(&o)
+    );
+    f.check_contained(&out, "force");
+    for p in ["good", "dir/inner", GOOD[2].0] {
+        assert!(
+            fs::symlink_metadata(out.join(p))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{p}"
+        );
+    }
+    let after = fs::symlink_metadata(out.join("dir")).unwrap();
+    assert_eq!(
+        (after.mode(), after.mtime(), after.uid()),
+        (before.mode(), before.mtime(), before.uid()),
+        "an existing directory's metadata was changed"
+    );
+    // The same from a tar stream.
+    let out = f.path("out_force_tar");
+    fs::create_dir(&out).unwrap();
+    symlink(&f.outside, out.join("dir")).unwrap();
+    let tar = f.tar_of(&f.exp, "force");
+    let o = f.restore_tar(&tar, &out, &["--force"]);
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    assert!(err(&o).contains("not a directory"), "{}", show(&o));
+    f.check_contained(&out, "force tar");
+    assert_eq!(fs::read(out.join("good")).unwrap(), GOOD[0].1);
+}
+
+/// DEST given through a symlinked parent directory is the user's choice and is
+/// followed; below DEST nothing is.
+#[test]
+fn hostile_dest_parent_symlink() {
+    let f = Forge::new("destparent");
+    let real = f.path("out_real");
+    fs::create_dir(&real).unwrap();
+    let via = f.path("out_via");
+    symlink(&real, &via).unwrap();
+    let o = f.restore(&f.exp, &via.join("dest"), &[]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    f.check_good(&real.join("dest"), "via symlink");
+    f.check_contained(&real.join("dest"), "via symlink");
+}
+
+/// A tar stream fed through a pipe: while cryptbak waits for the rest of the stream,
+/// the directory it just created in DEST is replaced by a symlink to the outside.
+/// Entries that belong below it are not written through the symlink.
+#[test]
+fn hostile_dest_dir_swapped_mid_run() {
+    let f = Forge::new("midrun");
+    let dir_c = f.cpath("dir");
+    let inner_c = f.cpath("dir/inner");
+    let mut first = RawTar::default();
+    let mut second = RawTar::default();
+    let mut all = walk_all(&f.exp);
+    all.sort();
+    for p in all {
+        let rel = p
+            .strip_prefix(&f.exp)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        let t = if rel.starts_with(&inner_c) {
+            &mut second
+        } else {
+            &mut first
+        };
+        if p.is_dir() {
+            t.dir(&rel);
+        } else {
+            t.file(&rel, &fs::read(&p).unwrap());
+        }
+    }
+    let out = f.path("out_midrun");
+    let mut c = cryptbak();
+    c.args(["restore", "--no-progress", "--tar", "--passfile"])
+        .arg(&f.pw)
+        .arg("-")
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&first.buf).unwrap();
+    stdin.flush().unwrap();
+    let d = out.join("dir");
+    let start = std::time::Instant::now();
+    while !d.is_dir() {
+        assert!(start.elapsed().as_secs() < 30, "dir never created");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::rename(&d, f.path("out_moved")).unwrap();
+    symlink(&f.outside, &d).unwrap();
+    stdin.write_all(&second.finish()).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    eprintln!("{}", err(&o));
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    let _ = dir_c;
+    f.check_contained(&out, "midrun");
+    assert_eq!(fs::read_dir(f.path("out_moved")).unwrap().count(), 0);
+    assert_eq!(fs::read(out.join("good")).unwrap(), GOOD[0].1);
+}
+
+/// The backup has a symlink `sym -> OUTSIDE` and also entries below `sym/`: a tar stream
+/// in both orders, and a directory backup where a long-name alias of the same plaintext
+/// name is a directory. Nothing is written through the symlink.
+#[test]
+fn hostile_symlink_then_entries_below_it() {
+    let f = Forge::new("symbelow");
+    let s = f.codec.encrypt(&derive(b"", Purpose::DirIv), b"sym");
+    let target = f.outside.as_os_str().as_bytes();
+    let link_ct = f.symlink_ct(s.as_bytes(), target);
+    let below = |parent: &[u8], name: &[u8]| -> Vec<u8> {
+        let c = f.codec.encrypt(&derive(parent, Purpose::DirIv), name);
+        [parent, b"/", c.as_bytes()].concat()
+    };
+    let sf = below(s.as_bytes(), b"f");
+    let sdf = below(&below(s.as_bytes(), b"d"), b"f2");
+    let sd = below(s.as_bytes(), b"d");
+    type Order<'a> = (&'static str, Box<dyn Fn(&mut RawTar) + 'a>);
+    let orders: [Order; 3] = [
+        (
+            "link_first",
+            Box::new(|t| {
+                t.symlink(s.as_bytes(), link_ct.as_bytes());
+                t.dir(s.as_bytes());
+                t.file(&sf, &f.file_ct(&sf, b"evil"));
+                t.dir(&sd);
+                t.file(&sdf, &f.file_ct(&sdf, b"evil"));
+            }),
+        ),
+        (
+            "entries_first",
+            Box::new(|t| {
+                t.file(&sf, &f.file_ct(&sf, b"evil"));
+                t.file(&sdf, &f.file_ct(&sdf, b"evil"));
+                t.symlink(s.as_bytes(), link_ct.as_bytes());
+            }),
+        ),
+        (
+            "dir_first",
+            Box::new(|t| {
+                t.dir(s.as_bytes());
+                t.file(&sf, &f.file_ct(&sf, b"evil"));
+                t.symlink(s.as_bytes(), link_ct.as_bytes());
+                t.dir(&sd);
+                t.file(&sdf, &f.file_ct(&sdf, b"evil"));
+            }),
+        ),
+    ];
+    for (label, add) in &orders {
+        let tar = f.tar_with(label, |t| add(t));
+        let out = f.path(&format!("out_{label}"));
+        let o = f.restore_tar(&tar, &out, &[]);
+        eprintln!("== {label}\n{}", err(&o));
+        assert_ne!(code(&o), 0, "{label}\n{}", show(&o));
+        assert!(!error_lines(&o).is_empty(), "{label}\n{}", show(&o));
+        f.check_contained(&out, label);
+        f.check_good(&out, label);
+        let m = fs::symlink_metadata(out.join("sym")).unwrap();
+        if m.file_type().is_symlink() {
+            assert_eq!(
+                fs::read_link(out.join("sym")).unwrap(),
+                f.outside,
+                "{label}"
+            );
+        } else {
+            // The directory won: it holds what the backup put below it, and that is all.
+            assert!(m.is_dir(), "{label}");
+            assert_eq!(fs::read(out.join("sym/f")).unwrap(), b"evil", "{label}");
+        }
+    }
+
+    // A directory backup: `sym` the symlink, and a long-name alias that decrypts to `sym`
+    // too and is a directory holding `f`.
+    let copy = f.copy("alias");
+    symlink(OsStr::new(&link_ct), copy.join(&s)).unwrap();
+    let h = format!(
+        "gocryptfs.longname.{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(s.as_bytes()))
+    );
+    fs::create_dir(copy.join(&h)).unwrap();
+    fs::write(copy.join(format!("{h}.name")), &s).unwrap();
+    fs::write(
+        copy.join(&h).join("gocryptfs.diriv"),
+        derive(h.as_bytes(), Purpose::DirIv),
+    )
+    .unwrap();
+    let hf = below(h.as_bytes(), b"f");
+    fs::write(copy.join(OsStr::from_bytes(&hf)), f.file_ct(&hf, b"evil")).unwrap();
+    for run in 0..5 {
+        let out = f.path(&format!("out_alias{run}"));
+        let o = f.restore(&copy, &out, &[]);
+        assert_ne!(code(&o), 0, "{}", show(&o));
+        f.check_contained(&out, "alias");
+        f.check_good(&out, "alias");
+    }
+}
+
+// ---------------------------------------------------------------- 5. a path twice
+
+/// A tar stream naming the same path twice, with different contents or types: the first
+/// one stays, the second is reported and never replaces it.
+#[test]
+fn hostile_tar_same_path_twice() {
+    let f = Forge::new("twice");
+    let x = f.cpath("x");
+    let other = f.cpath("good");
+    let ct = |data: &[u8]| f.file_ct(&x, data);
+    let xlink = f.symlink_ct(&x, f.outside.join("victim").as_os_str().as_bytes());
+    let below = {
+        let c = f.codec.encrypt(&derive(&x, Purpose::DirIv), b"below");
+        [&x[..], b"/", c.as_bytes()].concat()
+    };
+    type Twice<'a> = Box<dyn Fn(&mut RawTar) + 'a>;
+    // (label, entries, what DEST/x must be afterwards)
+    let cases: Vec<(&str, Twice, &str)> = vec![
+        (
+            "file_file",
+            Box::new(|t| {
+                t.file(&x, &ct(b"first"));
+                t.file(&x, &ct(b"second"));
+            }),
+            "file:first",
+        ),
+        (
+            "file_dir",
+            Box::new(|t| {
+                t.file(&x, &ct(b"first"));
+                t.dir(&x);
+                t.file(&below, &f.file_ct(&below, b"below"));
+            }),
+            "file:first",
+        ),
+        (
+            "dir_file",
+            Box::new(|t| {
+                t.dir(&x);
+                t.file(&below, &f.file_ct(&below, b"below"));
+                t.file(&x, &ct(b"second"));
+            }),
+            "dir",
+        ),
+        (
+            "symlink_file",
+            Box::new(|t| {
+                t.symlink(&x, xlink.as_bytes());
+                t.file(&x, &ct(b"second"));
+            }),
+            "symlink",
+        ),
+        (
+            "file_hardlink",
+            Box::new(|t| {
+                t.file(&x, &ct(b"first"));
+                t.hardlink(&x, &other);
+            }),
+            "file:first",
+        ),
+    ];
+    for (label, add, want) in &cases {
+        let tar = f.tar_with(label, |t| add(t));
+        let out = f.path(&format!("out_{label}"));
+        let o = f.restore_tar(&tar, &out, &[]);
+        eprintln!("== {label}\n{}", err(&o));
+        assert_eq!(code(&o), 2, "{label}\n{}", show(&o));
+        assert_eq!(error_lines(&o).len(), 1, "{label}\n{}", show(&o));
+        assert!(err(&o).contains("/x: "), "{label}\n{}", show(&o));
+        f.check_contained(&out, label);
+        f.check_good(&out, label);
+        let p = out.join("x");
+        let m = fs::symlink_metadata(&p).unwrap();
+        match *want {
+            "dir" => {
+                assert!(m.is_dir(), "{label}");
+                assert_eq!(fs::read(p.join("below")).unwrap(), b"below", "{label}");
+            }
+            "symlink" => assert!(m.file_type().is_symlink(), "{label}"),
+            w => {
+                assert!(m.is_file(), "{label}");
+                assert_eq!(m.nlink(), 1, "{label}");
+                assert_eq!(
+                    fs::read(&p).unwrap(),
+                    w.strip_prefix("file:").unwrap().as_bytes()
+                );
+            }
+        }
+    }
+
+    // The .name file of a long name twice: once right, once another (valid) name.
+    let (e, nf) = long_entry(&f.exp);
+    let right = fs::read(f.exp.join(&nf)).unwrap();
+    let wrong = f.codec.encrypt(&derive(b"", Purpose::DirIv), &[b'W'; 200]);
+    for (label, names) in [
+        (
+            "name_right_first",
+            [right.clone(), wrong.clone().into_bytes()],
+        ),
+        (
+            "name_wrong_first",
+            [wrong.clone().into_bytes(), right.clone()],
+        ),
+    ] {
+        let mut t = RawTar::default();
+        let mut all = walk_all(&f.exp);
+        all.sort();
+        for p in all {
+            let rel = p
+                .strip_prefix(&f.exp)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if rel == nf.as_bytes() {
+                continue;
+            }
+            if p.is_dir() {
+                t.dir(&rel);
+            } else {
+                t.file(&rel, &fs::read(&p).unwrap());
+            }
+        }
+        for n in &names {
+            t.file(nf.as_bytes(), n);
+        }
+        let _ = &e;
+        let tar = f.path(&format!("{label}.tar"));
+        fs::write(&tar, t.finish()).unwrap();
+        let out = f.path(&format!("out_{label}"));
+        let o = f.restore_tar(&tar, &out, &[]);
+        eprintln!("== {label}\n{}", err(&o));
+        assert_eq!(code(&o), 26, "{label}\n{}", show(&o));
+        assert!(
+            err(&o).contains("does not match the hashed name"),
+            "{label}\n{}",
+            show(&o)
+        );
+        f.check_contained(&out, label);
+        f.check_good(&out, label);
     }
 }
