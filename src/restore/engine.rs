@@ -16,8 +16,9 @@
 //! A tree is taken to be reverse-made as soon as one such value matches its path (this
 //! cannot happen by chance with forward mode's random IVs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::hash::{BuildHasher, RandomState};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +122,13 @@ struct State {
     /// Entries waiting for their `.name` file.
     name_waiters: HashMap<CPath, Item>,
     links: Vec<(CPath, CPath)>,
+    /// Non-directories this run put into DEST under their own name (or as a hard link),
+    /// as keyed hashes of their cpaths: the only things a hard link may point to. Eight
+    /// bytes per entry; the random key makes collisions impossible to aim for.
+    placed: HashSet<u64>,
+    /// Authenticated files whose own name could not be taken (it exists in DEST), kept in
+    /// staging until the end: their hard links may still give the content a name.
+    unplaced: HashMap<CPath, StageId>,
     suspects: Vec<Suspect>,
     /// Files and symlinks with a suspect, and those of them this run put into DEST
     /// (only those may be taken out again).
@@ -156,6 +164,8 @@ pub struct Engine<'a> {
     opts: EngineOptions,
     st: Mutex<State>,
     pub(crate) counters: Counters,
+    /// Keys of [`State::placed`].
+    hasher: RandomState,
 }
 
 #[derive(Default)]
@@ -241,13 +251,20 @@ impl<'a> Engine<'a> {
                 bad_long_names: HashMap::new(),
                 name_waiters: HashMap::new(),
                 links: Vec::new(),
+                placed: HashSet::new(),
+                unplaced: HashMap::new(),
                 suspects: Vec::new(),
                 suspect_cpaths: Default::default(),
                 placed_suspects: Default::default(),
                 filter_hit: false,
             }),
             counters: Counters::default(),
+            hasher: RandomState::new(),
         }
+    }
+
+    fn key(&self, cpath: &[u8]) -> u64 {
+        self.hasher.hash_one(cpath)
     }
 
     pub fn layout(&self) -> Layout {
@@ -697,15 +714,19 @@ impl<'a> Engine<'a> {
                     }
                     return;
                 }
-                match self.dest.place(staged.id, parent, name) {
+                match self.dest.place_or_keep(staged.id, parent, name) {
                     Ok(()) => {
                         inc(&self.counters.files, 1);
                         inc(&self.counters.bytes, staged.report.plain_len);
                         let _ = meta;
                         self.progress.entry_done(&cpath, staged.report.plain_len);
+                        st.placed.insert(self.key(&cpath));
                         st.placed(cpath);
                     }
-                    Err(e) => self.error(shown, e.to_string()),
+                    Err(e) => {
+                        self.error(shown, e.to_string());
+                        st.unplaced.insert(cpath, staged.id);
+                    }
                 }
             }
             Item::Symlink { meta, target } => {
@@ -716,6 +737,7 @@ impl<'a> Engine<'a> {
                 {
                     Ok(()) => {
                         inc(&self.counters.symlinks, 1);
+                        st.placed.insert(self.key(&cpath));
                         st.placed(cpath);
                     }
                     Err(e) => self.error(shown, e.to_string()),
@@ -727,7 +749,10 @@ impl<'a> Engine<'a> {
                     .stage_special(&meta)
                     .and_then(|id| self.dest.place(id, parent, name))
                 {
-                    Ok(()) => inc(&self.counters.specials, 1),
+                    Ok(()) => {
+                        inc(&self.counters.specials, 1);
+                        st.placed.insert(self.key(&cpath));
+                    }
                     Err(e) => self.error(shown, e.to_string()),
                 }
             }
@@ -867,7 +892,8 @@ impl<'a> Engine<'a> {
             }
         }
 
-        // Hard links, now that every target is in place.
+        // Path-derived values that did not match their path, judged before the hard links
+        // are made: a file taken back out must not live on under its other names.
         let links = std::mem::take(&mut st.links);
         let mut link_paths: HashMap<CPath, Vec<CPath>> = HashMap::new();
         for (c, target) in &links {
@@ -875,59 +901,14 @@ impl<'a> Engine<'a> {
                 .entry(target.clone())
                 .or_default()
                 .push(c.clone());
-            let pp = match self.resolve(&st, c) {
-                Res::Ready(pp) => pp,
-                Res::Drop => continue,
-                _ => {
-                    self.error(show_cpath(c), "hard link whose name cannot be restored");
-                    continue;
-                }
-            };
-            if self.filter_relation(&pp) != Some(true) {
-                continue;
-            }
-            st.filter_hit = true;
-            let tp = match self.resolve(&st, target) {
-                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => tp,
-                Res::Ready(tp) => {
-                    // Its content was left out with the target: tar stores it only once.
-                    self.error(
-                        self.dest.show(&pp),
-                        format!(
-                            "hard link to {}, which is outside --path: restore a path that holds both names",
-                            tp.display()
-                        ),
-                    );
-                    continue;
-                }
-                _ => {
-                    self.error(
-                        self.dest.show(&pp),
-                        format!(
-                            "hard link to {}, which could not be restored",
-                            show_cpath(target).display()
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let (parent, name) = split(&pp);
-            match self.dest.hard_link(&tp, parent, name) {
-                Ok(()) => inc(&self.counters.hard_links, 1),
-                Err(e) => self.error(
-                    self.dest.show(&pp),
-                    format!("cannot make hard link to {}: {e}", tp.display()),
-                ),
-            }
         }
-
-        // Path-derived values that did not match their path.
         let suspects = std::mem::take(&mut st.suspects);
         if layout == Layout::Reverse {
             for s in suspects {
-                self.judge(&st, s, &link_paths);
+                self.judge(&mut st, s, &link_paths);
             }
         }
+        self.make_links(&mut st, &links);
 
         let missing = match &self.opts.filter {
             Some(f) if !st.filter_hit => Some(PathBuf::from(OsStr::from_bytes(&f.join(&b'/')))),
@@ -978,10 +959,91 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Make the hard links, now that every target is in place. A link only ever points to
+    /// what this run restored from the backup: never to a file that was in DEST before
+    /// (--force), to a name the backup does not have, or to a directory. When the
+    /// target's own name was taken in DEST, its content (kept in staging) goes to the first
+    /// of its links instead, so it is not lost.
+    fn make_links(&self, st: &mut State, links: &[(CPath, CPath)]) {
+        // Targets whose content went to one of their links: later links point there.
+        let mut moved: HashMap<&[u8], PathBuf> = HashMap::new();
+        for (c, target) in links {
+            let pp = match self.resolve(st, c) {
+                Res::Ready(pp) => pp,
+                Res::Drop => continue,
+                _ => {
+                    self.error(show_cpath(c), "hard link whose name cannot be restored");
+                    continue;
+                }
+            };
+            if self.filter_relation(&pp) != Some(true) {
+                continue;
+            }
+            st.filter_hit = true;
+            let tp = match self.resolve(st, target) {
+                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => tp,
+                Res::Ready(tp) => {
+                    // Its content was left out with the target: tar stores it only once.
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which is outside --path: restore a path that holds both names",
+                            tp.display()
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which could not be restored",
+                            show_cpath(target).display()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let (parent, name) = split(&pp);
+            let made = if st.placed.contains(&self.key(target)) {
+                self.dest.hard_link(&tp, parent, name)
+            } else if let Some(first) = moved.get(target.as_slice()) {
+                self.dest.hard_link(first, parent, name)
+            } else if let Some(id) = st.unplaced.remove(target) {
+                let r = self.dest.place(id, parent, name);
+                if r.is_ok() {
+                    moved.insert(target, pp.clone());
+                }
+                r
+            } else {
+                let why = if st.dirs.get(target).is_some_and(|d| d.plain.is_some()) {
+                    "is a directory"
+                } else {
+                    "was not restored from this backup (it is not in it, or it failed)"
+                };
+                self.error(
+                    self.dest.show(&pp),
+                    format!("hard link to {}, which {why}", tp.display()),
+                );
+                continue;
+            };
+            match made {
+                Ok(()) => {
+                    inc(&self.counters.hard_links, 1);
+                    st.placed.insert(self.key(c));
+                }
+                Err(e) => self.error(
+                    self.dest.show(&pp),
+                    format!("cannot make hard link to {}: {e}", tp.display()),
+                ),
+            }
+        }
+    }
+
     /// In a reverse-made tree, a stored IV that does not match its path means the entry
     /// was moved, swapped or tampered with. Files and symlinks already placed are taken
     /// back out (or renamed to `.corrupt`).
-    fn judge(&self, st: &State, s: Suspect, link_paths: &HashMap<CPath, Vec<CPath>>) {
+    fn judge(&self, st: &mut State, s: Suspect, link_paths: &HashMap<CPath, Vec<CPath>>) {
         let (cpath, msg, counter) = match s {
             Suspect::DirIv(d) => {
                 self.integrity(
@@ -1017,6 +1079,11 @@ impl<'a> Engine<'a> {
                 &self.counters.symlinks,
             ),
         };
+        // Neither it nor its content under another name may be used by a hard link.
+        st.placed.remove(&self.key(&cpath));
+        if let Some(id) = st.unplaced.remove(&cpath) {
+            self.dest.discard(id);
+        }
         let Res::Ready(p) = self.resolve(st, &cpath) else {
             return;
         };

@@ -335,9 +335,17 @@ impl Dest {
     /// Move a staged entry to `parent/name`, never replacing anything. The staged entry
     /// is gone afterwards whether or not this succeeded.
     pub fn place(&self, id: StageId, parent: &Path, name: &OsStr) -> Result<()> {
+        let r = self.place_or_keep(id, parent, name);
+        if r.is_err() {
+            self.discard(id);
+        }
+        r
+    }
+
+    /// Like [`Dest::place`], but a staged entry that could not be placed stays staged.
+    pub fn place_or_keep(&self, id: StageId, parent: &Path, name: &OsStr) -> Result<()> {
         let rel = parent.join(name);
-        let r = self
-            .dir(parent)
+        self.dir(parent)
             .map_err(|e| self.err(parent, e))
             .and_then(|pfd| {
                 rfs::renameat_with(
@@ -354,11 +362,7 @@ impl Dest {
                         self.err(&rel, e)
                     }
                 })
-            });
-        if r.is_err() {
-            self.discard(id);
-        }
-        r
+            })
     }
 
     /// Remove a staged entry.

@@ -1355,3 +1355,159 @@ fn hostile_tar_same_path_twice() {
         f.check_good(&out, label);
     }
 }
+
+// ---------------------------------------------------------------- 6. hard links
+
+/// Tar hard links pointing outside, to absolute paths, to nothing, to a directory, to a
+/// later entry, to a symlink that points outside, to a file that was in DEST before the
+/// run: only links to what this run restored from the stream are made.
+#[test]
+fn hostile_tar_hard_links() {
+    let f = Forge::new("tarlinks");
+    let good = f.cpath("good");
+    let name = |n: &str| f.cpath(n);
+    let sym = name("sym");
+    let sym_ct = f.symlink_ct(&sym, f.outside.join("victim").as_os_str().as_bytes());
+    let later = name("later");
+    let tar = f.tar_with("links", |t| {
+        t.hardlink(&name("up"), b"../outside/victim");
+        t.hardlink(
+            &name("abs"),
+            f.outside.join("victim").as_os_str().as_bytes(),
+        );
+        t.hardlink(&name("garbage"), b"notbase64!");
+        t.hardlink(&name("absent"), &name("never_in_stream"));
+        t.hardlink(&name("preexisting_link"), &name("preexisting"));
+        t.hardlink(&name("to_dir"), &name("dir"));
+        t.hardlink(&name("to_later"), &later);
+        t.file(&later, &f.file_ct(&later, b"later\n"));
+        t.symlink(&sym, sym_ct.as_bytes());
+        t.hardlink(&name("to_sym"), &sym);
+        t.hardlink(&name("to_good"), &good);
+        t.hardlink(&name("chain"), &name("to_good"));
+    });
+    let out = f.path("out_links");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("preexisting"), b"the user's file").unwrap();
+    let o = f.restore_tar(&tar, &out, &["--force"]);
+    eprintln!("{}", err(&o));
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    f.check_contained(&out, "tar links");
+    f.check_good(&out, "tar links");
+    let e = err(&o);
+    assert_eq!(e.matches("refused").count(), 2, "{e}");
+    for bad in ["garbage", "absent", "preexisting_link", "to_dir"] {
+        assert!(!out.join(bad).exists(), "{bad}");
+        assert!(e.contains(&format!("/{bad}: ")), "{bad} not named:\n{e}");
+    }
+    assert_eq!(
+        fs::symlink_metadata(out.join("preexisting"))
+            .unwrap()
+            .nlink(),
+        1,
+        "a link to a file that was not in the backup"
+    );
+    assert_eq!(error_lines(&o).len(), 6, "{e}");
+    let ino = |p: &str| fs::symlink_metadata(out.join(p)).unwrap().ino();
+    assert_eq!(fs::read(out.join("to_later")).unwrap(), b"later\n");
+    assert_eq!(ino("to_later"), ino("later"));
+    assert_eq!(ino("to_good"), ino("good"));
+    assert_eq!(ino("chain"), ino("good"));
+    assert_eq!(ino("to_sym"), ino("sym"));
+    assert_eq!(
+        fs::read_link(out.join("to_sym")).unwrap(),
+        f.outside.join("victim")
+    );
+}
+
+/// Hard links in a directory backup: one whose other name lies outside the backup is
+/// restored as a plain file; with --force into a DEST that already has one of the names,
+/// the other name still gets the backup's content (never the file that was in DEST); a
+/// hard-linked file holding another path's content is taken out under every name.
+#[test]
+fn hostile_dir_hard_links() {
+    let f = Forge::new("dirlinks");
+    // Other name outside the backup.
+    let copy = f.copy("outer");
+    fs::hard_link(
+        copy.join(OsStr::from_bytes(&f.cpath("good"))),
+        f.path("exp_outer_other_name"),
+    )
+    .unwrap();
+    let out = f.path("out_outer");
+    let o = f.restore(&copy, &out, &[]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    f.check_good(&out, "outer");
+    assert_eq!(fs::metadata(out.join("good")).unwrap().nlink(), 1);
+
+    // a and b are one file; DEST already has an `a` of its own.
+    let copy = f.copy("pair");
+    let (a, b) = (f.cpath("a"), f.cpath("b"));
+    fs::write(
+        copy.join(OsStr::from_bytes(&a)),
+        f.file_ct(&a, b"backup's a\n"),
+    )
+    .unwrap();
+    fs::hard_link(
+        copy.join(OsStr::from_bytes(&a)),
+        copy.join(OsStr::from_bytes(&b)),
+    )
+    .unwrap();
+    for run in 0..4 {
+        let out = f.path(&format!("out_pair{run}"));
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("a"), b"the user's a\n").unwrap();
+        let o = f.restore(&copy, &out, &["--force"]);
+        eprintln!("{}", err(&o));
+        assert_eq!(code(&o), 2, "{}", show(&o));
+        assert_eq!(error_lines(&o).len(), 1, "{}", show(&o));
+        assert_eq!(fs::read(out.join("a")).unwrap(), b"the user's a\n");
+        assert_eq!(fs::read(out.join("b")).unwrap(), b"backup's a\n");
+        assert_eq!(fs::metadata(out.join("a")).unwrap().nlink(), 1);
+        f.check_good(&out, "pair");
+    }
+
+    // a and b are one file whose content belongs to another path (`good`).
+    let copy = f.copy("moved");
+    fs::copy(
+        f.exp.join(OsStr::from_bytes(&f.cpath("good"))),
+        copy.join(OsStr::from_bytes(&a)),
+    )
+    .unwrap();
+    fs::hard_link(
+        copy.join(OsStr::from_bytes(&a)),
+        copy.join(OsStr::from_bytes(&b)),
+    )
+    .unwrap();
+    let tar = f.tar_of(&copy, "moved");
+    let mut t = RawTar::default();
+    t.tree(&f.exp);
+    t.file(&a, &fs::read(copy.join(OsStr::from_bytes(&a))).unwrap());
+    t.hardlink(&b, &a);
+    let tar_ab = f.path("moved_ab.tar");
+    fs::write(&tar_ab, t.finish()).unwrap();
+    let _ = tar;
+    for (how, o, out) in [
+        (
+            "dir",
+            f.restore(&copy, &f.path("out_moved"), &[]),
+            f.path("out_moved"),
+        ),
+        (
+            "tar",
+            f.restore_tar(&tar_ab, &f.path("out_moved_tar"), &[]),
+            f.path("out_moved_tar"),
+        ),
+    ] {
+        eprintln!("== {how}\n{}", err(&o));
+        assert_eq!(code(&o), 26, "{how}\n{}", show(&o));
+        assert!(err(&o).contains("moved or swapped"), "{how}\n{}", show(&o));
+        assert!(!out.join("a").exists(), "{how}");
+        assert!(
+            !out.join("b").exists(),
+            "{how}: the other name kept the moved content"
+        );
+        f.check_good(&out, how);
+        f.check_contained(&out, how);
+    }
+}
