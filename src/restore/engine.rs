@@ -130,6 +130,9 @@ struct State {
     /// staging until the end: their hard links may still give the content a name.
     unplaced: HashMap<CPath, StageId>,
     suspects: Vec<Suspect>,
+    /// Directories whose waiting entries can be placed now (see `retry_dir`).
+    ready: Vec<CPath>,
+    draining: bool,
     /// Files and symlinks with a suspect, and those of them this run put into DEST
     /// (only those may be taken out again).
     suspect_cpaths: std::collections::HashSet<CPath>,
@@ -254,6 +257,8 @@ impl<'a> Engine<'a> {
                 placed: HashSet::new(),
                 unplaced: HashMap::new(),
                 suspects: Vec::new(),
+                ready: Vec::new(),
+                draining: false,
                 suspect_cpaths: Default::default(),
                 placed_suspects: Default::default(),
                 filter_hit: false,
@@ -353,6 +358,25 @@ impl<'a> Engine<'a> {
                 Err(e)
             }
         }
+    }
+
+    /// How to name `cpath` in a message: where it would go in DEST if its name is known
+    /// yet, with the backup path; else the backup path.
+    pub fn shown(&self, cpath: &[u8]) -> PathBuf {
+        let st = self.lock();
+        match self.resolve(&st, cpath) {
+            Res::Ready(p) => PathBuf::from(format!(
+                "{} (backup file {})",
+                self.dest.show(&p).display(),
+                show_cpath(cpath).display()
+            )),
+            _ => show_cpath(cpath),
+        }
+    }
+
+    /// Throw away a staged file that will not be handed over.
+    pub fn drop_staged(&self, staged: Staged) {
+        self.dest.discard(staged.id);
     }
 
     /// Hand over one entry (see [`Item`]).
@@ -597,16 +621,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Drop a directory and everything waiting below it.
+    /// Drop a directory and everything waiting below it (a work list, not recursion: a
+    /// stream may nest thousands of directories).
     fn kill_dir(&self, st: &mut State, cpath: &[u8]) {
-        let d = st.dirs.entry(cpath.to_vec()).or_default();
-        d.dead = true;
-        let waiting = std::mem::take(&mut d.waiting);
-        for (c, item) in waiting {
-            if matches!(item, Item::Dir { .. }) {
-                self.kill_dir(st, &c);
+        let mut todo = vec![cpath.to_vec()];
+        while let Some(c) = todo.pop() {
+            let d = st.dirs.entry(c).or_default();
+            d.dead = true;
+            for (c, item) in std::mem::take(&mut d.waiting) {
+                if matches!(item, Item::Dir { .. }) {
+                    todo.push(c);
+                }
+                self.discard(item);
             }
-            self.discard(item);
         }
     }
 
@@ -760,14 +787,24 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Place what waited for directory `dir`. Placing a directory makes what waits for it
+    /// ready in turn; that goes on a work list instead of recursing, since a stream may
+    /// hold thousands of nested directories deepest first (a stack overflow otherwise).
     fn retry_dir(&self, st: &mut State, dir: &[u8]) {
-        let Some(d) = st.dirs.get_mut(dir) else {
+        st.ready.push(dir.to_vec());
+        if st.draining {
             return;
-        };
-        let waiting = std::mem::take(&mut d.waiting);
-        for (c, item) in waiting {
-            self.try_place(st, c, item);
         }
+        st.draining = true;
+        while let Some(d) = st.ready.pop() {
+            let Some(ds) = st.dirs.get_mut(&d) else {
+                continue;
+            };
+            for (c, item) in std::mem::take(&mut ds.waiting) {
+                self.try_place(st, c, item);
+            }
+        }
+        st.draining = false;
     }
 
     fn retry_all(&self, st: &mut State) {

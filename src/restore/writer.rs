@@ -144,6 +144,10 @@ impl Dest {
 
     /// The full path of a DEST-relative path, for messages.
     pub fn show(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            // join("") would add a trailing slash.
+            return self.root_path.clone();
+        }
         self.root_path.join(rel)
     }
 
@@ -153,12 +157,20 @@ impl Dest {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
-        if let Some(fd) = self.cache.lock().expect("no panics while held").get(rel) {
-            return Ok(fd.clone());
-        }
-        let mut cur = self.root.clone();
-        let mut done = PathBuf::new();
-        for c in rel.components() {
+        // From the cached parent when there is one, and every level opened is cached: a deep
+        // tree is created parents first and finished children first, and opening each path
+        // from the root would be quadratic in its depth.
+        let (mut cur, mut done, skip) = {
+            let cache = self.cache.lock().expect("no panics while held");
+            if let Some(fd) = cache.get(rel) {
+                return Ok(fd.clone());
+            }
+            match rel.parent().and_then(|p| Some((p, cache.get(p)?))) {
+                Some((p, fd)) => (fd.clone(), p.to_path_buf(), p.components().count()),
+                None => (self.root.clone(), PathBuf::new(), 0),
+            }
+        };
+        for c in rel.components().skip(skip) {
             let Component::Normal(name) = c else {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -183,12 +195,12 @@ impl Dest {
                 }
             })?;
             cur = Arc::new(fd);
+            let mut cache = self.cache.lock().expect("no panics while held");
+            if cache.len() >= MAX_CACHED_DIRS {
+                cache.clear();
+            }
+            cache.insert(done.clone(), cur.clone());
         }
-        let mut cache = self.cache.lock().expect("no panics while held");
-        if cache.len() >= MAX_CACHED_DIRS {
-            cache.clear();
-        }
-        cache.insert(rel.to_path_buf(), cur.clone());
         Ok(cur)
     }
 

@@ -1511,3 +1511,258 @@ fn hostile_dir_hard_links() {
         f.check_contained(&out, how);
     }
 }
+
+// ---------------------------------------------------------------- 7. tar oddities
+
+/// A file cut off by the end of the stream, exactly at a block boundary (so every block
+/// that is there authenticates), and a file whose pax size claims more than follows:
+/// neither appears under its name.
+#[test]
+fn hostile_tar_truncated_member() {
+    let f = Forge::new("truncated");
+    let big = f.cpath("big");
+    let data: Vec<u8> = (0..3 * 4096).map(|i| (i % 251) as u8).collect();
+    let ct = f.file_ct(&big, &data);
+    let mut t = RawTar::default();
+    t.tree(&f.exp);
+    // The header says the whole file, the stream stops after two of its three blocks.
+    let cut = 18 + 2 * 4128;
+    t.raw(
+        &big,
+        b'0',
+        &ct[..cut],
+        b"",
+        &[("size", ct.len().to_string().as_bytes())],
+    );
+    // No padding, no end-of-archive blocks: the stream just stops after block 1.
+    let mut bytes = t.buf;
+    bytes.truncate(bytes.len() - (512 - cut % 512) % 512);
+    let tar = f.path("truncated.tar");
+    fs::write(&tar, &bytes).unwrap();
+    let out = f.path("out_truncated");
+    let o = f.restore_tar(&tar, &out, &[]);
+    eprintln!("{}", err(&o));
+    assert_ne!(code(&o), 0, "{}", show(&o));
+    assert!(
+        !out.join("big").exists(),
+        "a truncated file appeared under its name"
+    );
+    assert!(
+        err(&o).contains(&format!("{}", OsStr::from_bytes(&big).to_string_lossy()))
+            || err(&o).contains("/big"),
+        "{}",
+        show(&o)
+    );
+    f.check_good(&out, "truncated");
+    f.check_contained(&out, "truncated");
+}
+
+/// Absurd pax values (times at the ends of i64, sizes that overflow, uids beyond u32),
+/// unknown and GNU-specific member types: each is reported or tolerated, never a panic,
+/// and the good entries are restored.
+#[test]
+fn hostile_tar_absurd_headers() {
+    let f = Forge::new("absurd");
+    let n = |s: &str| f.cpath(s);
+    let file = |t: &mut RawTar, name: &str, extra: &[(&str, &[u8])]| {
+        let c = n(name);
+        let ct = f.file_ct(&c, name.as_bytes());
+        t.raw(&c, b'0', &ct, b"", extra);
+    };
+    let tar = f.tar_with("absurd", |t| {
+        file(t, "mtime_min", &[("mtime", b"-9223372036854775808.5")]);
+        file(
+            t,
+            "mtime_max",
+            &[("mtime", b"9223372036854775807.999999999")],
+        );
+        file(t, "mtime_junk", &[("mtime", b"1e99"), ("atime", b"-1.-5")]);
+        file(
+            t,
+            "uid_huge",
+            &[("uid", b"99999999999999999999999"), ("gid", b"4294967296")],
+        );
+        t.raw(b"nul\0in/the path", b'0', b"x", b"", &[]);
+        t.raw(&n("global"), b'g', b"17 comment=hello\n", b"", &[]);
+        t.raw(&n("volume"), b'V', b"", b"", &[]);
+        t.raw(&n("unknown"), b'Z', b"zzz", b"", &[]);
+        t.raw(
+            &n("contiguous"),
+            b'7',
+            &f.file_ct(&n("contiguous"), b"c"),
+            b"",
+            &[],
+        );
+    });
+    let out = f.path("out_absurd");
+    let o = f.restore_tar(&tar, &out, &[]);
+    eprintln!("{}", err(&o));
+    assert_ne!(code(&o), 0, "{}", show(&o));
+    let e = err(&o);
+    for needle in [
+        "'V' (86)",
+        "'Z' (90)",
+        "nul\\u{0}in",
+        "pax global header ignored",
+    ] {
+        assert!(e.contains(needle), "{needle}\n{e}");
+    }
+    f.check_good(&out, "absurd");
+    f.check_contained(&out, "absurd");
+    assert_eq!(fs::read(out.join("contiguous")).unwrap(), b"c");
+    assert_eq!(fs::read(out.join("mtime_junk")).unwrap(), b"mtime_junk");
+    assert_eq!(fs::read(out.join("uid_huge")).unwrap(), b"uid_huge");
+}
+
+/// 2000 nested directories in a tar stream, parents first and deepest first: no stack
+/// overflow, everything restored.
+#[test]
+fn hostile_tar_deep_nesting() {
+    let f = Forge::new("deep");
+    const DEPTH: usize = 2000;
+    let mut cpaths: Vec<Vec<u8>> = Vec::new();
+    let mut c: Vec<u8> = Vec::new();
+    for _ in 0..DEPTH {
+        let name = f.codec.encrypt(&derive(&c, Purpose::DirIv), b"d");
+        if !c.is_empty() {
+            c.push(b'/');
+        }
+        c.extend_from_slice(name.as_bytes());
+        cpaths.push(c.clone());
+    }
+    let leaf = {
+        let name = f.codec.encrypt(&derive(&c, Purpose::DirIv), b"leaf");
+        [&c[..], b"/", name.as_bytes()].concat()
+    };
+    let plain_leaf: PathBuf = std::iter::repeat("d").take(DEPTH).chain(["leaf"]).collect();
+    for (label, reverse) in [("parents_first", false), ("deepest_first", true)] {
+        let tar = f.tar_with(label, |t| {
+            if reverse {
+                t.file(&leaf, &f.file_ct(&leaf, b"deep\n"));
+                for c in cpaths.iter().rev() {
+                    t.dir(c);
+                }
+            } else {
+                for c in &cpaths {
+                    t.dir(c);
+                }
+                t.file(&leaf, &f.file_ct(&leaf, b"deep\n"));
+            }
+        });
+        let out = f.path(&format!("out_{label}"));
+        let t0 = std::time::Instant::now();
+        let o = f.restore_tar(&tar, &out, &["-q"]);
+        assert_eq!(code(&o), 0, "{label}\n{}", show(&o));
+        // Read it back without PATH_MAX trouble: one component at a time.
+        let mut cur = fs::File::open(&out).unwrap();
+        for comp in plain_leaf.iter() {
+            let _ = &cur;
+            cur = fs::File::open(format!(
+                "/proc/self/fd/{}/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&cur),
+                comp.to_string_lossy()
+            ))
+            .unwrap();
+        }
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut cur, &mut s).unwrap();
+        assert_eq!(s, "deep\n", "{label}");
+        assert!(t0.elapsed().as_secs() < 60, "{label}: {:?}", t0.elapsed());
+        f.check_good(&out, label);
+        // Leave nothing this deep for the temp dir cleanup (remove_dir_all copes, but slowly).
+        assert!(Command::new("rm")
+            .arg("-rf")
+            .arg(&out)
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+/// A GNU long-name member and a pax header that claim (and deliver) a gigabyte: the tar
+/// reader would hold all of it in memory. Refused after a bounded amount, under a 500 MB
+/// address-space limit; what came before in the stream is restored.
+#[test]
+fn hostile_tar_huge_header_records() {
+    let f = Forge::new("hugehdr");
+    for (label, typeflag, name) in [
+        ("longname", b'L', &b"././@LongLink"[..]),
+        ("pax", b'x', b"PaxHeader"),
+    ] {
+        let mut head = RawTar::default();
+        head.tree(&f.exp);
+        const HUGE: u64 = 1 << 30;
+        head.buf
+            .extend_from_slice(&ustar_header(name, typeflag, HUGE, b""));
+        let out = f.path(&format!("out_{label}"));
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("ulimit -v 500000 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_cryptbak"))
+            .args(["restore", "--no-progress", "--tar", "--passfile"])
+            .arg(&f.pw)
+            .arg("-")
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            stdin.write_all(&head.buf)?;
+            // `path=aaaa…` records: valid pax, and a valid (if absurd) long name.
+            let mut chunk = b"1073741824 path=".to_vec();
+            chunk.resize(1 << 20, b'a');
+            let mut sent = 0u64;
+            while sent < HUGE {
+                stdin.write_all(&chunk)?;
+                chunk.fill(b'a');
+                sent += chunk.len() as u64;
+            }
+            std::io::Result::Ok(())
+        });
+        let start = std::time::Instant::now();
+        let o = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        eprintln!("== {label} ({:?})\n{}", start.elapsed(), err(&o));
+        assert!(o.status.code().is_some(), "{label}: killed\n{}", show(&o));
+        assert_ne!(code(&o), 0, "{label}\n{}", show(&o));
+        assert!(err(&o).contains("refused"), "{label}\n{}", show(&o));
+        f.check_good(&out, label);
+        f.check_contained(&out, label);
+    }
+}
+
+/// A GNU sparse member: a 512-byte header that expands to as many zeros as it likes.
+/// Refused with a reason (a ciphertext written by export has no holes).
+#[test]
+fn hostile_tar_gnu_sparse() {
+    let f = Forge::new("sparse");
+    let name = f.cpath("sparse");
+    let mut h = [0u8; 512];
+    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(b"00000000000\0"); // nothing stored
+    h[136..148].copy_from_slice(b"14000000000\0");
+    h[156] = b'S';
+    h[257..265].copy_from_slice(b"ustar  \0");
+    // One sparse chunk: 0 bytes at offset 64 MiB (in a real bomb: any size).
+    let real = format!("{:011o}\0", 64u64 << 20);
+    h[386..398].copy_from_slice(real.as_bytes());
+    h[398..410].copy_from_slice(b"00000000000\0");
+    h[483..495].copy_from_slice(real.as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let tar = f.tar_with("sparse", |t| t.buf.extend_from_slice(&h));
+    let out = f.path("out_sparse");
+    let o = f.restore_tar(&tar, &out, &[]);
+    eprintln!("{}", err(&o));
+    assert_eq!(code(&o), 2, "{}", show(&o));
+    assert!(err(&o).contains("sparse member refused"), "{}", show(&o));
+    assert!(!out.join("sparse").exists());
+    f.check_good(&out, "sparse");
+    f.check_contained(&out, "sparse");
+}
