@@ -676,10 +676,18 @@ impl<'a> Engine<'a> {
                 } else {
                     self.error(shown, msg);
                 }
-                if matches!(item, Item::Dir { .. }) {
-                    self.kill_dir(st, &cpath);
+                match item {
+                    // Its name is lost, its content is not: a hard link may still name it.
+                    Item::File { staged, .. } if staged.report.is_ok() => {
+                        st.unplaced.insert(cpath, staged.id);
+                    }
+                    item => {
+                        if matches!(item, Item::Dir { .. }) {
+                            self.kill_dir(st, &cpath);
+                        }
+                        self.discard(item);
+                    }
                 }
-                self.discard(item);
             }
             Res::Drop => {
                 if matches!(item, Item::Dir { .. }) {
@@ -1008,6 +1016,10 @@ impl<'a> Engine<'a> {
             let pp = match self.resolve(st, c) {
                 Res::Ready(pp) => pp,
                 Res::Drop => continue,
+                Res::Fail { msg, .. } => {
+                    self.integrity(show_cpath(c), format!("hard link: {msg}"));
+                    continue;
+                }
                 _ => {
                     self.error(show_cpath(c), "hard link whose name cannot be restored");
                     continue;
@@ -1018,7 +1030,7 @@ impl<'a> Engine<'a> {
             }
             st.filter_hit = true;
             let tp = match self.resolve(st, target) {
-                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => tp,
+                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => Some(tp),
                 Res::Ready(tp) => {
                     // Its content was left out with the target: tar stores it only once.
                     self.error(
@@ -1030,20 +1042,19 @@ impl<'a> Engine<'a> {
                     );
                     continue;
                 }
-                _ => {
-                    self.error(
-                        self.dest.show(&pp),
-                        format!(
-                            "hard link to {}, which could not be restored",
-                            show_cpath(target).display()
-                        ),
-                    );
-                    continue;
-                }
+                // Its name could not be restored; its content may still be in staging.
+                _ => None,
+            };
+            let shown_target = match &tp {
+                Some(tp) => tp.clone(),
+                None => show_cpath(target),
             };
             let (parent, name) = split(&pp);
-            let made = if st.placed.contains(&self.key(target)) {
-                self.dest.hard_link(&tp, parent, name)
+            let made = if let Some(tp) = tp
+                .as_ref()
+                .filter(|_| st.placed.contains(&self.key(target)))
+            {
+                self.dest.hard_link(tp, parent, name)
             } else if let Some(first) = moved.get(target.as_slice()) {
                 self.dest.hard_link(first, parent, name)
             } else if let Some(id) = st.unplaced.remove(target) {
@@ -1053,14 +1064,16 @@ impl<'a> Engine<'a> {
                 }
                 r
             } else {
-                let why = if st.dirs.get(target).is_some_and(|d| d.plain.is_some()) {
+                let why = if tp.is_none() {
+                    "could not be restored"
+                } else if st.dirs.get(target).is_some_and(|d| d.plain.is_some()) {
                     "is a directory"
                 } else {
                     "was not restored from this backup (it is not in it, or it failed)"
                 };
                 self.error(
                     self.dest.show(&pp),
-                    format!("hard link to {}, which {why}", tp.display()),
+                    format!("hard link to {}, which {why}", shown_target.display()),
                 );
                 continue;
             };
@@ -1071,7 +1084,7 @@ impl<'a> Engine<'a> {
                 }
                 Err(e) => self.error(
                     self.dest.show(&pp),
-                    format!("cannot make hard link to {}: {e}", tp.display()),
+                    format!("cannot make hard link to {}: {e}", shown_target.display()),
                 ),
             }
         }

@@ -790,6 +790,11 @@ fn hostile_small_files_huge_or_fifo() {
             assert_eq!(error_lines(&o).len(), 1, "{label}\n{}", show(&o));
         }
         f.check_contained(&out, label);
+        // verify and ls read the same files: no hang there either, and a report.
+        for o in [f.verify(&copy), f.ls(&copy)] {
+            assert_ne!(code(&o), 0, "{label}\n{}", show(&o));
+            assert!(!error_lines(&o).is_empty(), "{label}\n{}", show(&o));
+        }
         for p in *good {
             let data = GOOD.iter().find(|(g, _)| g == p).unwrap().1;
             assert_eq!(fs::read(out.join(p)).unwrap(), data, "{label}: {p}");
@@ -1465,6 +1470,46 @@ fn hostile_dir_hard_links() {
         assert_eq!(fs::read(out.join("b")).unwrap(), b"backup's a\n");
         assert_eq!(fs::metadata(out.join("a")).unwrap().nlink(), 1);
         f.check_good(&out, "pair");
+    }
+
+    // a and b are one file, and a's name is damaged: b still gets the content (whichever
+    // name the directory walk meets first; it runs in parallel, hence several runs).
+    let copy = f.copy("badname");
+    let bad = b"AAAAAAAAAAAAAAAAAAAAAA".to_vec(); // base64 of 16 bytes, bad padding
+    fs::write(
+        copy.join(OsStr::from_bytes(&b)),
+        f.file_ct(&b, b"b's content\n"),
+    )
+    .unwrap();
+    fs::hard_link(
+        copy.join(OsStr::from_bytes(&b)),
+        copy.join(OsStr::from_bytes(&bad)),
+    )
+    .unwrap();
+    let mut t = RawTar::default();
+    t.tree(&f.exp);
+    t.file(&bad, &f.file_ct(&b, b"b's content\n"));
+    t.hardlink(&b, &bad);
+    let tar_bad = f.path("badname.tar");
+    fs::write(&tar_bad, t.finish()).unwrap();
+    for run in 0..5 {
+        let out = f.path(&format!("out_badname{run}"));
+        let o = if run == 0 {
+            f.restore_tar(&tar_bad, &out, &[])
+        } else {
+            f.restore(&copy, &out, &[])
+        };
+        eprintln!("{}", err(&o));
+        assert_ne!(code(&o), 0, "{}", show(&o));
+        assert_eq!(
+            fs::read(out.join("b")).unwrap(),
+            b"b's content\n",
+            "{}",
+            show(&o)
+        );
+        assert_eq!(names_in(&out).len(), good_root().len() + 1, "{}", show(&o));
+        f.check_good(&out, "badname");
+        f.check_contained(&out, "badname");
     }
 
     // a and b are one file whose content belongs to another path (`good`).
