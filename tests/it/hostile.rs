@@ -800,6 +800,21 @@ fn hostile_small_files_huge_or_fifo() {
             assert_eq!(fs::read(out.join(p)).unwrap(), data, "{label}: {p}");
         }
     }
+    // A 50 MB .name member in a tar stream.
+    let copy = f.copy("huge_name_tar");
+    fs::write(copy.join(long_entry(&copy).1), vec![b'A'; 50 << 20]).unwrap();
+    let tar = f.tar_of(&copy, "huge_name");
+    let out = f.path("out_huge_name_tar");
+    let o = restore_limited(&f, &tar, &out, &["--tar"]);
+    assert_eq!(code(&o), 26, "{}", show(&o));
+    assert_eq!(error_lines(&o).len(), 1, "{}", show(&o));
+    assert!(
+        err(&o).contains("larger than any encrypted name"),
+        "{}",
+        show(&o)
+    );
+    f.check_contained(&out, "huge .name in a tar");
+
     // The config itself, as a FIFO and as a huge file: a config error, nothing written.
     for (label, fifo) in [("fifo_conf", true), ("huge_conf", false)] {
         let copy = f.copy(label);
