@@ -467,7 +467,7 @@ fn hostile_forbidden_names() {
         // As a long name: pad it past the threshold when possible, else wrap a short cname.
         let mut long = bad.to_vec();
         if !bad.is_empty() && *label != "dot" && *label != "dotdot" {
-            long.extend(std::iter::repeat(b'z').take(200));
+            long.resize(long.len() + 200, b'z');
         }
         let lc = f.raw_cname(b"", &long);
         let h = format!(
@@ -1694,7 +1694,7 @@ fn hostile_tar_deep_nesting() {
         let name = f.codec.encrypt(&derive(&c, Purpose::DirIv), b"leaf");
         [&c[..], b"/", name.as_bytes()].concat()
     };
-    let plain_leaf: PathBuf = std::iter::repeat("d").take(DEPTH).chain(["leaf"]).collect();
+    let plain_leaf: PathBuf = (0..DEPTH).map(|_| "d").chain(["leaf"]).collect();
     for (label, reverse) in [("parents_first", false), ("deepest_first", true)] {
         let tar = f.tar_with(label, |t| {
             if reverse {
