@@ -156,7 +156,11 @@ struct RawScrypt {
 }
 
 /// A validated config.
+/// The largest config accepted (gocryptfs writes well under 1 KiB).
+pub const MAX_CONFIG_LEN: usize = 64 * 1024;
+
 #[derive(Debug, Clone)]
+
 pub struct Config {
     pub creator: String,
     encrypted_key: Vec<u8>,
@@ -167,10 +171,19 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let bytes = fs::read(path).map_err(|source| Error::ConfigUnreadable {
-            path: path.to_path_buf(),
-            source,
+        // The config of a backup is as untrusted as the rest of it: no FIFO, no huge file.
+        let bytes = crate::smallfile::read(path, MAX_CONFIG_LEN, true).map_err(|source| {
+            Error::ConfigUnreadable {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
+        if bytes.len() > MAX_CONFIG_LEN {
+            return Err(Error::ConfigInvalid {
+                path: path.to_path_buf(),
+                msg: "larger than any gocryptfs config".into(),
+            });
+        }
         Config::parse(&bytes).map_err(|msg| Error::ConfigInvalid {
             path: path.to_path_buf(),
             msg,

@@ -21,6 +21,7 @@ pub mod progress;
 pub mod restore;
 pub mod sink;
 pub mod siv;
+pub mod smallfile;
 pub mod stream;
 pub mod sync;
 pub mod verify;

@@ -2,7 +2,6 @@
 //! answers through a running mount's control socket (`EncryptPath`/`DecryptPath`),
 //! without the mount.
 
-use std::fs;
 use std::path::Path;
 
 use crate::cryptor::Cryptor;
@@ -56,7 +55,7 @@ pub fn decrypt_path(cryptor: &Cryptor, root: &Path, cpath: &[u8]) -> Result<Vec<
     for cname in components(cpath) {
         let dir = root.join(std::ffi::OsStr::from_bytes(&cdir));
         let dir_iv = if cryptor.format.dir_iv {
-            match fs::read(dir.join(DIRIV_NAME)) {
+            match crate::smallfile::read(&dir.join(DIRIV_NAME), 16, false) {
                 Ok(iv) => iv
                     .try_into()
                     .map_err(|_| Error::invalid(dir.join(DIRIV_NAME), "not 16 bytes"))?,
@@ -70,7 +69,8 @@ pub fn decrypt_path(cryptor: &Cryptor, root: &Path, cpath: &[u8]) -> Result<Vec<
                 let mut name_file = cname.to_vec();
                 name_file.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
                 let p = dir.join(std::ffi::OsStr::from_bytes(&name_file));
-                let mut full = fs::read(&p).at(&p)?;
+                let mut full =
+                    crate::smallfile::read(&p, crate::restore::MAX_NAME_FILE, false).at(&p)?;
                 if full.last() == Some(&b'\n') {
                     full.pop();
                 }

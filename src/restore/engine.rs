@@ -16,8 +16,9 @@
 //! A tree is taken to be reverse-made as soon as one such value matches its path (this
 //! cannot happen by chance with forward mode's random IVs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::hash::{BuildHasher, RandomState};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,9 @@ use std::sync::Mutex;
 
 use crate::config::Format;
 use crate::error::{Error, Result};
-use crate::names::{is_valid_plain_name, parse_long_name, NameCodec, LONGNAME_PREFIX};
+use crate::names::{
+    is_valid_plain_name, parse_long_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX, LONGNAME_SUFFIX,
+};
 use crate::pathiv::{self, Purpose};
 use crate::progress::{Problem, Progress};
 use crate::view::{Meta, S_IFDIR};
@@ -103,18 +106,33 @@ struct DirState {
     meta: Option<Meta>,
     stored_iv: Option<[u8; 16]>,
     diriv_seen: bool,
+    /// A `gocryptfs.diriv` was there but unusable (already reported).
+    diriv_bad: bool,
     waiting: Vec<(CPath, Item)>,
 }
 
 struct State {
     layout: Layout,
     dirs: HashMap<CPath, DirState>,
-    /// Contents of `.name` files, keyed by the long-named entry's cpath.
+    /// Contents of `.name` files that hash to their entry's name, keyed by the
+    /// long-named entry's cpath.
     long_names: HashMap<CPath, Vec<u8>>,
+    /// What was wrong with `.name` files that did not (in case no right one comes).
+    bad_long_names: HashMap<CPath, String>,
     /// Entries waiting for their `.name` file.
     name_waiters: HashMap<CPath, Item>,
     links: Vec<(CPath, CPath)>,
+    /// Non-directories this run put into DEST under their own name (or as a hard link),
+    /// as keyed hashes of their cpaths: the only things a hard link may point to. Eight
+    /// bytes per entry; the random key makes collisions impossible to aim for.
+    placed: HashSet<u64>,
+    /// Authenticated files whose own name could not be taken (it exists in DEST), kept in
+    /// staging until the end: their hard links may still give the content a name.
+    unplaced: HashMap<CPath, StageId>,
     suspects: Vec<Suspect>,
+    /// Directories whose waiting entries can be placed now (see `retry_dir`).
+    ready: Vec<CPath>,
+    draining: bool,
     /// Files and symlinks with a suspect, and those of them this run put into DEST
     /// (only those may be taken out again).
     suspect_cpaths: std::collections::HashSet<CPath>,
@@ -149,6 +167,8 @@ pub struct Engine<'a> {
     opts: EngineOptions,
     st: Mutex<State>,
     pub(crate) counters: Counters,
+    /// Keys of [`State::placed`].
+    hasher: RandomState,
 }
 
 #[derive(Default)]
@@ -231,15 +251,25 @@ impl<'a> Engine<'a> {
                 layout,
                 dirs,
                 long_names: HashMap::new(),
+                bad_long_names: HashMap::new(),
                 name_waiters: HashMap::new(),
                 links: Vec::new(),
+                placed: HashSet::new(),
+                unplaced: HashMap::new(),
                 suspects: Vec::new(),
+                ready: Vec::new(),
+                draining: false,
                 suspect_cpaths: Default::default(),
                 placed_suspects: Default::default(),
                 filter_hit: false,
             }),
             counters: Counters::default(),
+            hasher: RandomState::new(),
         }
+    }
+
+    fn key(&self, cpath: &[u8]) -> u64 {
+        self.hasher.hash_one(cpath)
     }
 
     pub fn layout(&self) -> Layout {
@@ -330,6 +360,25 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// How to name `cpath` in a message: where it would go in DEST if its name is known
+    /// yet, with the backup path; else the backup path.
+    pub fn shown(&self, cpath: &[u8]) -> PathBuf {
+        let st = self.lock();
+        match self.resolve(&st, cpath) {
+            Res::Ready(p) => PathBuf::from(format!(
+                "{} (backup file {})",
+                self.dest.show(&p).display(),
+                show_cpath(cpath).display()
+            )),
+            _ => show_cpath(cpath),
+        }
+    }
+
+    /// Throw away a staged file that will not be handed over.
+    pub fn drop_staged(&self, staged: Staged) {
+        self.dest.discard(staged.id);
+    }
+
     /// Hand over one entry (see [`Item`]).
     pub fn add(&self, cpath: CPath, item: Item) {
         let mut st = self.lock();
@@ -395,10 +444,13 @@ impl<'a> Engine<'a> {
     /// The content of a directory's `gocryptfs.diriv`.
     pub fn add_diriv(&self, dir: CPath, bytes: &[u8]) {
         let Ok(iv) = <[u8; 16]>::try_from(bytes) else {
-            self.integrity(
-                show_cpath(&join_cpath(&dir, b"gocryptfs.diriv")),
-                format!("gocryptfs.diriv has {} bytes, not 16", bytes.len()),
-            );
+            // Sources read at most 17 bytes.
+            let size = if bytes.len() > 16 {
+                "more than 16 bytes long".to_string()
+            } else {
+                format!("{} bytes long, not 16", bytes.len())
+            };
+            self.bad_diriv(dir, size);
             return;
         };
         let mut st = self.lock();
@@ -410,16 +462,65 @@ impl<'a> Engine<'a> {
         self.retry_dir(&mut st, &dir);
     }
 
-    /// The content of `gocryptfs.longname.H.name`, for the entry `gocryptfs.longname.H`.
-    pub fn add_long_name(&self, entry: CPath, cname: &[u8]) {
-        if cname.len() > MAX_NAME_FILE {
-            self.integrity(show_cpath(&entry), "its .name file is too long");
-            return;
-        }
+    /// A directory's `gocryptfs.diriv` is there but unusable (wrong size, not a file).
+    pub fn bad_diriv(&self, dir: CPath, msg: impl Into<String>) {
+        self.integrity(show_cpath(&join_cpath(&dir, DIRIV_NAME.as_bytes())), msg);
+        self.lock().dirs.entry(dir).or_default().diriv_bad = true;
+    }
+
+    /// Drop a directory of the stream that is not an entry, and everything below it.
+    pub fn skip_dir(&self, cpath: CPath) {
         let mut st = self.lock();
-        st.long_names.insert(entry.clone(), cname.to_vec());
-        if let Some(item) = st.name_waiters.remove(&entry) {
-            self.try_place(&mut st, entry, item);
+        self.kill_dir(&mut st, &cpath);
+    }
+
+    /// The content of `gocryptfs.longname.H.name`, for the entry `gocryptfs.longname.H`.
+    ///
+    /// Only content that hashes to H is used. A tar stream can carry the file twice: a
+    /// wrong copy must neither replace a right one nor fail the entry before the right one
+    /// arrives, so it is only remembered, for the report if no right one comes.
+    pub fn add_long_name(&self, entry: CPath, cname: &[u8]) {
+        let (_, comp) = split_cpath(&entry);
+        let problem = if cname.len() > MAX_NAME_FILE {
+            // Sources read at most one byte more than allowed.
+            Some(format!(
+                "its .name file is larger than any encrypted name (over {MAX_NAME_FILE} bytes)"
+            ))
+        } else if !self
+            .codec
+            .as_ref()
+            .is_some_and(|c| long_name_matches(c, comp, cname))
+        {
+            Some(
+                "its .name file does not match the hashed name (tampered or swapped .name file)"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        let mut nf = entry.clone();
+        nf.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
+        let report_copy = || {
+            self.integrity(
+                show_cpath(&nf),
+                "the stream has another copy of this .name file that does not match the hashed name; that copy was ignored",
+            )
+        };
+        let mut st = self.lock();
+        match problem {
+            Some(_) if st.long_names.contains_key(&entry) => report_copy(),
+            Some(msg) => {
+                st.bad_long_names.insert(entry, msg);
+            }
+            None => {
+                if st.bad_long_names.remove(&entry).is_some() {
+                    report_copy();
+                }
+                st.long_names.insert(entry.clone(), cname.to_vec());
+                if let Some(item) = st.name_waiters.remove(&entry) {
+                    self.try_place(&mut st, entry, item);
+                }
+            }
         }
     }
 
@@ -477,13 +578,17 @@ impl<'a> Engine<'a> {
         let Some(parent_plain) = &d.plain else {
             return Res::WaitDir;
         };
+        // The plaintext directory is known: say where the entry would have gone.
+        let fail = |msg: String| Res::Fail {
+            msg: format!("in {}: {msg}", self.dest.show(parent_plain).display()),
+            integrity: true,
+        };
         let name = match &self.codec {
             None => {
                 if !is_valid_plain_name(comp) {
-                    return Res::Fail {
-                        msg: "forbidden name (empty, '.', '..', or containing '/' or NUL)".into(),
-                        integrity: true,
-                    };
+                    return fail(
+                        "forbidden name (empty, '.', '..', or containing '/' or NUL)".into(),
+                    );
                 }
                 comp.to_vec()
             }
@@ -493,28 +598,17 @@ impl<'a> Engine<'a> {
                 };
                 let long = self.format.long_names && comp.starts_with(LONGNAME_PREFIX.as_bytes());
                 let cname: &[u8] = if long {
+                    // Only checked content is there (see add_long_name).
                     let Some(cname) = st.long_names.get(cpath) else {
                         return Res::WaitName;
                     };
-                    let hash_ok = long_name_matches(codec, comp, cname);
-                    if !hash_ok {
-                        return Res::Fail {
-                            msg: "its .name file does not match the hashed name (tampered or swapped .name file)".into(),
-                            integrity: true,
-                        };
-                    }
                     cname
                 } else {
                     comp
                 };
                 match codec.decrypt(&iv, cname) {
                     Ok(n) => n,
-                    Err(e) => {
-                        return Res::Fail {
-                            msg: format!("cannot decrypt name: {e}"),
-                            integrity: true,
-                        }
-                    }
+                    Err(e) => return fail(format!("cannot decrypt name: {e}")),
                 }
             }
         };
@@ -527,16 +621,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Drop a directory and everything waiting below it.
+    /// Drop a directory and everything waiting below it (a work list, not recursion: a
+    /// stream may nest thousands of directories).
     fn kill_dir(&self, st: &mut State, cpath: &[u8]) {
-        let d = st.dirs.entry(cpath.to_vec()).or_default();
-        d.dead = true;
-        let waiting = std::mem::take(&mut d.waiting);
-        for (c, item) in waiting {
-            if matches!(item, Item::Dir { .. }) {
-                self.kill_dir(st, &c);
+        let mut todo = vec![cpath.to_vec()];
+        while let Some(c) = todo.pop() {
+            let d = st.dirs.entry(c).or_default();
+            d.dead = true;
+            for (c, item) in std::mem::take(&mut d.waiting) {
+                if matches!(item, Item::Dir { .. }) {
+                    todo.push(c);
+                }
+                self.discard(item);
             }
-            self.discard(item);
         }
     }
 
@@ -579,10 +676,18 @@ impl<'a> Engine<'a> {
                 } else {
                     self.error(shown, msg);
                 }
-                if matches!(item, Item::Dir { .. }) {
-                    self.kill_dir(st, &cpath);
+                match item {
+                    // Its name is lost, its content is not: a hard link may still name it.
+                    Item::File { staged, .. } if staged.report.is_ok() => {
+                        st.unplaced.insert(cpath, staged.id);
+                    }
+                    item => {
+                        if matches!(item, Item::Dir { .. }) {
+                            self.kill_dir(st, &cpath);
+                        }
+                        self.discard(item);
+                    }
                 }
-                self.discard(item);
             }
             Res::Drop => {
                 if matches!(item, Item::Dir { .. }) {
@@ -598,15 +703,23 @@ impl<'a> Engine<'a> {
         let shown = self.dest.show(&path);
         match item {
             Item::Dir { meta } => {
-                if let Err(e) = self.dest.mkdir(parent, name) {
-                    self.error(shown, e.to_string());
-                    self.kill_dir(st, &cpath);
-                    return;
-                }
+                let created = match self.dest.mkdir(parent, name) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.error(shown, e.to_string());
+                        self.kill_dir(st, &cpath);
+                        return;
+                    }
+                };
                 inc(&self.counters.dirs, 1);
                 let d = st.dirs.entry(cpath.clone()).or_default();
                 d.plain = Some(path);
-                d.meta = Some(meta);
+                // A directory that was in DEST before the run (--force) keeps its own mode,
+                // owner and times: nothing existing is changed. One this run made (the
+                // stream may name it twice) takes the latest metadata.
+                if created || d.meta.is_some() {
+                    d.meta = Some(meta);
+                }
                 d.seen = true;
                 self.retry_dir(st, &cpath);
             }
@@ -636,15 +749,19 @@ impl<'a> Engine<'a> {
                     }
                     return;
                 }
-                match self.dest.place(staged.id, parent, name) {
+                match self.dest.place_or_keep(staged.id, parent, name) {
                     Ok(()) => {
                         inc(&self.counters.files, 1);
                         inc(&self.counters.bytes, staged.report.plain_len);
                         let _ = meta;
                         self.progress.entry_done(&cpath, staged.report.plain_len);
+                        st.placed.insert(self.key(&cpath));
                         st.placed(cpath);
                     }
-                    Err(e) => self.error(shown, e.to_string()),
+                    Err(e) => {
+                        self.error(shown, e.to_string());
+                        st.unplaced.insert(cpath, staged.id);
+                    }
                 }
             }
             Item::Symlink { meta, target } => {
@@ -655,6 +772,7 @@ impl<'a> Engine<'a> {
                 {
                     Ok(()) => {
                         inc(&self.counters.symlinks, 1);
+                        st.placed.insert(self.key(&cpath));
                         st.placed(cpath);
                     }
                     Err(e) => self.error(shown, e.to_string()),
@@ -666,7 +784,10 @@ impl<'a> Engine<'a> {
                     .stage_special(&meta)
                     .and_then(|id| self.dest.place(id, parent, name))
                 {
-                    Ok(()) => inc(&self.counters.specials, 1),
+                    Ok(()) => {
+                        inc(&self.counters.specials, 1);
+                        st.placed.insert(self.key(&cpath));
+                    }
                     Err(e) => self.error(shown, e.to_string()),
                 }
             }
@@ -674,14 +795,24 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Place what waited for directory `dir`. Placing a directory makes what waits for it
+    /// ready in turn; that goes on a work list instead of recursing, since a stream may
+    /// hold thousands of nested directories deepest first (a stack overflow otherwise).
     fn retry_dir(&self, st: &mut State, dir: &[u8]) {
-        let Some(d) = st.dirs.get_mut(dir) else {
+        st.ready.push(dir.to_vec());
+        if st.draining {
             return;
-        };
-        let waiting = std::mem::take(&mut d.waiting);
-        for (c, item) in waiting {
-            self.try_place(st, c, item);
         }
+        st.draining = true;
+        while let Some(d) = st.ready.pop() {
+            let Some(ds) = st.dirs.get_mut(&d) else {
+                continue;
+            };
+            for (c, item) in std::mem::take(&mut ds.waiting) {
+                self.try_place(st, c, item);
+            }
+        }
+        st.draining = false;
     }
 
     fn retry_all(&self, st: &mut State) {
@@ -715,8 +846,9 @@ impl<'a> Engine<'a> {
                 .collect();
             let mut progress = false;
             for k in implied {
-                let (parent, _) = split_cpath(&k);
-                if st.dirs.get(parent).is_some_and(|p| p.plain.is_some()) {
+                // Only where its name can be worked out: else its own entry may just be
+                // waiting for the same missing piece (a forward-mode dir IV, a .name file).
+                if !matches!(self.resolve(&st, &k), Res::WaitDir | Res::WaitName) {
                     self.warn(
                         show_cpath(&k),
                         "directory entry missing from the backup; created with mode 0700",
@@ -736,34 +868,56 @@ impl<'a> Engine<'a> {
         let waiters: Vec<(CPath, Item)> = st.name_waiters.drain().collect();
         for (c, item) in waiters {
             let mut name_file = c.clone();
-            name_file.extend_from_slice(b".name");
-            self.integrity(
-                show_cpath(&c),
-                format!(
+            name_file.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
+            let msg = match st.bad_long_names.get(&c) {
+                Some(m) => m.clone(),
+                None => format!(
                     "its long-name file {} is missing: the name cannot be restored",
                     show_cpath(&name_file).display()
                 ),
-            );
+            };
+            let (parent, _) = split_cpath(&c);
+            let msg = match st.dirs.get(parent).and_then(|d| d.plain.as_ref()) {
+                Some(p) => format!("in {}: {msg}", self.dest.show(p).display()),
+                None => msg,
+            };
+            self.integrity(show_cpath(&c), msg);
             if matches!(item, Item::Dir { .. }) {
                 self.kill_dir(&mut st, &c);
             }
             self.discard(item);
         }
-        let stuck: Vec<CPath> = st
+        let mut stuck: Vec<CPath> = st
             .dirs
             .iter()
             .filter(|(_, d)| !d.waiting.is_empty())
             .map(|(k, _)| k.clone())
             .collect();
+        // Parents first: dropping one drops what waits below it, which needs no second report.
+        stuck
+            .sort_by_key(|k| k.iter().filter(|&&b| b == b'/').count() + usize::from(!k.is_empty()));
         for k in stuck {
             let d = st.dirs.get(&k).expect("listed");
             let n = d.waiting.len();
-            let msg = if d.plain.is_some() && !d.diriv_seen {
-                format!("gocryptfs.diriv is missing: the names of its {n} entries cannot be decrypted (forward-mode directory IVs are random)")
-            } else {
-                format!("the directory could not be restored, so its {n} entries were not either")
+            if n == 0 {
+                continue;
+            }
+            let (shown, msg) = match &d.plain {
+                Some(p) if !d.diriv_seen => {
+                    let what = if d.diriv_bad { "unusable" } else { "missing" };
+                    (
+                        self.dest.show(p),
+                        format!("gocryptfs.diriv of backup directory {} is {what}: the names of its {n} entries cannot be decrypted (forward-mode directory IVs are random)", show_cpath(&k).display()),
+                    )
+                }
+                _ => (
+                    show_cpath(&k),
+                    format!(
+                        "the directory could not be restored, so its {n} entries were not either"
+                    ),
+                ),
             };
-            self.integrity(show_cpath(&k), msg);
+            self.integrity(shown, msg);
             self.kill_dir(&mut st, &k);
         }
 
@@ -772,7 +926,7 @@ impl<'a> Engine<'a> {
             let missing: Vec<CPath> = st
                 .dirs
                 .iter()
-                .filter(|(_, d)| d.plain.is_some() && !d.diriv_seen)
+                .filter(|(_, d)| d.plain.is_some() && !d.diriv_seen && !d.diriv_bad)
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in missing {
@@ -783,7 +937,8 @@ impl<'a> Engine<'a> {
             }
         }
 
-        // Hard links, now that every target is in place.
+        // Path-derived values that did not match their path, judged before the hard links
+        // are made: a file taken back out must not live on under its other names.
         let links = std::mem::take(&mut st.links);
         let mut link_paths: HashMap<CPath, Vec<CPath>> = HashMap::new();
         for (c, target) in &links {
@@ -791,59 +946,14 @@ impl<'a> Engine<'a> {
                 .entry(target.clone())
                 .or_default()
                 .push(c.clone());
-            let pp = match self.resolve(&st, c) {
-                Res::Ready(pp) => pp,
-                Res::Drop => continue,
-                _ => {
-                    self.error(show_cpath(c), "hard link whose name cannot be restored");
-                    continue;
-                }
-            };
-            if self.filter_relation(&pp) != Some(true) {
-                continue;
-            }
-            st.filter_hit = true;
-            let tp = match self.resolve(&st, target) {
-                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => tp,
-                Res::Ready(tp) => {
-                    // Its content was left out with the target: tar stores it only once.
-                    self.error(
-                        self.dest.show(&pp),
-                        format!(
-                            "hard link to {}, which is outside --path: restore a path that holds both names",
-                            tp.display()
-                        ),
-                    );
-                    continue;
-                }
-                _ => {
-                    self.error(
-                        self.dest.show(&pp),
-                        format!(
-                            "hard link to {}, which could not be restored",
-                            show_cpath(target).display()
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let (parent, name) = split(&pp);
-            match self.dest.hard_link(&tp, parent, name) {
-                Ok(()) => inc(&self.counters.hard_links, 1),
-                Err(e) => self.error(
-                    self.dest.show(&pp),
-                    format!("cannot make hard link to {}: {e}", tp.display()),
-                ),
-            }
         }
-
-        // Path-derived values that did not match their path.
         let suspects = std::mem::take(&mut st.suspects);
         if layout == Layout::Reverse {
             for s in suspects {
-                self.judge(&st, s, &link_paths);
+                self.judge(&mut st, s, &link_paths);
             }
         }
+        self.make_links(&mut st, &links);
 
         let missing = match &self.opts.filter {
             Some(f) if !st.filter_hit => Some(PathBuf::from(OsStr::from_bytes(&f.join(&b'/')))),
@@ -894,10 +1004,96 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Make the hard links, now that every target is in place. A link only ever points to
+    /// what this run restored from the backup: never to a file that was in DEST before
+    /// (--force), to a name the backup does not have, or to a directory. When the
+    /// target's own name was taken in DEST, its content (kept in staging) goes to the first
+    /// of its links instead, so it is not lost.
+    fn make_links(&self, st: &mut State, links: &[(CPath, CPath)]) {
+        // Targets whose content went to one of their links: later links point there.
+        let mut moved: HashMap<&[u8], PathBuf> = HashMap::new();
+        for (c, target) in links {
+            let pp = match self.resolve(st, c) {
+                Res::Ready(pp) => pp,
+                Res::Drop => continue,
+                Res::Fail { msg, .. } => {
+                    self.integrity(show_cpath(c), format!("hard link: {msg}"));
+                    continue;
+                }
+                _ => {
+                    self.error(show_cpath(c), "hard link whose name cannot be restored");
+                    continue;
+                }
+            };
+            if self.filter_relation(&pp) != Some(true) {
+                continue;
+            }
+            st.filter_hit = true;
+            let tp = match self.resolve(st, target) {
+                Res::Ready(tp) if self.filter_relation(&tp) == Some(true) => Some(tp),
+                Res::Ready(tp) => {
+                    // Its content was left out with the target: tar stores it only once.
+                    self.error(
+                        self.dest.show(&pp),
+                        format!(
+                            "hard link to {}, which is outside --path: restore a path that holds both names",
+                            tp.display()
+                        ),
+                    );
+                    continue;
+                }
+                // Its name could not be restored; its content may still be in staging.
+                _ => None,
+            };
+            let shown_target = match &tp {
+                Some(tp) => tp.clone(),
+                None => show_cpath(target),
+            };
+            let (parent, name) = split(&pp);
+            let made = if let Some(tp) = tp
+                .as_ref()
+                .filter(|_| st.placed.contains(&self.key(target)))
+            {
+                self.dest.hard_link(tp, parent, name)
+            } else if let Some(first) = moved.get(target.as_slice()) {
+                self.dest.hard_link(first, parent, name)
+            } else if let Some(id) = st.unplaced.remove(target) {
+                let r = self.dest.place(id, parent, name);
+                if r.is_ok() {
+                    moved.insert(target, pp.clone());
+                }
+                r
+            } else {
+                let why = if tp.is_none() {
+                    "could not be restored"
+                } else if st.dirs.get(target).is_some_and(|d| d.plain.is_some()) {
+                    "is a directory"
+                } else {
+                    "was not restored from this backup (it is not in it, or it failed)"
+                };
+                self.error(
+                    self.dest.show(&pp),
+                    format!("hard link to {}, which {why}", shown_target.display()),
+                );
+                continue;
+            };
+            match made {
+                Ok(()) => {
+                    inc(&self.counters.hard_links, 1);
+                    st.placed.insert(self.key(c));
+                }
+                Err(e) => self.error(
+                    self.dest.show(&pp),
+                    format!("cannot make hard link to {}: {e}", shown_target.display()),
+                ),
+            }
+        }
+    }
+
     /// In a reverse-made tree, a stored IV that does not match its path means the entry
     /// was moved, swapped or tampered with. Files and symlinks already placed are taken
     /// back out (or renamed to `.corrupt`).
-    fn judge(&self, st: &State, s: Suspect, link_paths: &HashMap<CPath, Vec<CPath>>) {
+    fn judge(&self, st: &mut State, s: Suspect, link_paths: &HashMap<CPath, Vec<CPath>>) {
         let (cpath, msg, counter) = match s {
             Suspect::DirIv(d) => {
                 self.integrity(
@@ -933,6 +1129,11 @@ impl<'a> Engine<'a> {
                 &self.counters.symlinks,
             ),
         };
+        // Neither it nor its content under another name may be used by a hard link.
+        st.placed.remove(&self.key(&cpath));
+        if let Some(id) = st.unplaced.remove(&cpath) {
+            self.dest.discard(id);
+        }
         let Res::Ready(p) = self.resolve(st, &cpath) else {
             return;
         };

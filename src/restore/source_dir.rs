@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -33,15 +32,10 @@ pub fn root_meta(backup: &Path) -> Result<Meta> {
     Ok(Meta::from_fs(&m))
 }
 
-/// Read at most `max` bytes of a small file (more means it is not what it claims to be).
+/// Read at most `max + 1` bytes of a small regular file, not following a symlink (more
+/// than `max` means it is not what it claims to be). FIFOs and devices are refused.
 pub(crate) fn read_small(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
-    let f = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?;
-    let mut v = Vec::new();
-    f.take(max as u64 + 1).read_to_end(&mut v)?;
-    Ok(v)
+    crate::smallfile::read(path, max, false)
 }
 
 /// What a name in a ciphertext directory is.
@@ -130,11 +124,14 @@ impl Walk<'_, '_> {
                 Special::Config => {}
                 Special::DirIv => match read_small(&path, 16) {
                     Ok(bytes) => e.add_diriv(cpath.to_vec(), &bytes),
-                    Err(err) => e.error(&path, format!("cannot read: {err}")),
+                    Err(err) => e.bad_diriv(cpath.to_vec(), format!("cannot read: {err}")),
                 },
                 Special::NameFile(entry) => match read_small(&path, MAX_NAME_FILE) {
                     Ok(bytes) => e.add_long_name(join_cpath(cpath, entry), &bytes),
-                    Err(err) => e.error(&path, format!("cannot read: {err}")),
+                    Err(err) => e.integrity(
+                        show_cpath(&join_cpath(cpath, b)),
+                        format!("cannot read: {err}"),
+                    ),
                 },
                 Special::Temp => e.warn(
                     &path,

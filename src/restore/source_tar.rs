@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 use std::path::PathBuf;
 
+use crate::config::MAX_CONFIG_LEN;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
@@ -17,21 +18,37 @@ use super::source_dir::{classify, Special};
 use super::writer::{Dest, StageId};
 use super::{Keys, Summary, MAX_NAME_FILE};
 
-/// The largest config accepted from a stream.
-const MAX_CONFIG: usize = 64 * 1024;
-
 enum Kind {
     Dir,
     File,
     Symlink(Vec<u8>),
     Link(CPath),
     Special,
+    /// Nothing to restore; the message is a warning.
+    Ignored(&'static str),
 }
 
 struct Header {
     cpath: CPath,
     meta: Meta,
     kind: Kind,
+    /// The member's size as its header says (pax `size` included).
+    size: u64,
+}
+
+/// Counts what passes through: a stream that ends inside a member gives a short read
+/// that looks like the member's end, and a file cut at a block boundary authenticates.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
 }
 
 /// A tar path as a ciphertext path: no leading `/`, no `..`, `.` and empty parts dropped.
@@ -68,10 +85,11 @@ fn pax_time(v: &[u8]) -> Option<Time> {
         digits.push('0');
     }
     let nsec: u32 = digits.parse().ok()?;
-    // A negative pax time with a fraction counts the fraction towards zero.
+    // A negative pax time with a fraction counts the fraction towards zero. (Checked:
+    // a hostile `-9223372036854775808.5` has no representation; it is ignored.)
     Some(if sec < 0 && nsec > 0 {
         Time {
-            sec: sec - 1,
+            sec: sec.checked_sub(1)?,
             nsec: 1_000_000_000 - nsec,
         }
     } else {
@@ -113,7 +131,14 @@ fn header_of<R: Read>(e: &mut tar::Entry<'_, R>) -> std::result::Result<Header, 
     use tar::EntryType as T;
     let (ftype, kind) = match et {
         T::Directory => (S_IFDIR, Kind::Dir),
-        T::Regular | T::Continuous | T::GNUSparse => (S_IFREG, Kind::File),
+        T::Regular | T::Continuous => (S_IFREG, Kind::File),
+        // Its holes are zeros that are not in the stream: a few bytes of header could make
+        // us decrypt and write terabytes. A ciphertext written by export has no holes.
+        T::GNUSparse => return Err(
+            "GNU sparse member refused (its holes could expand to any size); extract the archive with tar and restore the directory".into(),
+        ),
+        // Archive-wide pax records (a comment, say): nothing to restore.
+        T::XGlobalHeader => (0, Kind::Ignored("pax global header ignored")),
         T::Symlink => (
             S_IFLNK,
             Kind::Symlink(link.ok_or("symlink without a target")?),
@@ -126,7 +151,13 @@ fn header_of<R: Read>(e: &mut tar::Entry<'_, R>) -> std::result::Result<Header, 
         T::Char => (0o020000, Kind::Special),
         T::Block => (0o060000, Kind::Special),
         T::Fifo => (0o010000, Kind::Special),
-        other => return Err(format!("unsupported tar entry type {other:?}; skipped")),
+        other => {
+            let b = other.as_byte();
+            return Err(format!(
+                "unsupported tar entry type {:?} ({b}); skipped",
+                char::from(b)
+            ));
+        }
     };
     let meta = Meta {
         mode: ftype | perm,
@@ -140,14 +171,77 @@ fn header_of<R: Read>(e: &mut tar::Entry<'_, R>) -> std::result::Result<Header, 
         nlink: 1,
         rdev: nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
     };
-    Ok(Header { cpath, meta, kind })
+    Ok(Header {
+        cpath,
+        meta,
+        kind,
+        size: e.size(),
+    })
+}
+
+/// Read at most `max + 1` bytes of an entry (the rest is skipped, never held).
+fn read_prefix(r: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.take(max as u64 + 1).read_to_end(&mut v)?;
+    Ok(v)
 }
 
 /// Read at most `max` bytes of an entry; `None` if it is longer.
 fn read_capped(r: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut v = Vec::new();
-    r.take(max as u64 + 1).read_to_end(&mut v)?;
+    let v = read_prefix(r, max)?;
     Ok((v.len() <= max).then_some(v))
+}
+
+/// The most a member's header records may take: its ustar header(s), GNU long name and
+/// long link, pax records, sparse map and padding. Real ones take a few KiB.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// The tar crate reads a member's GNU long name, long link and pax records into memory
+/// whole, whatever size their header claims: a few bytes of stream could make it
+/// allocate gigabytes. While it looks for the next member (member data is drained
+/// before, see [`drain`]), reads come out of this budget.
+#[derive(Clone, Default)]
+struct Budget(std::rc::Rc<std::cell::Cell<Option<u64>>>);
+
+impl Budget {
+    fn next<'a, R: Read>(
+        &self,
+        entries: &mut tar::Entries<'a, R>,
+    ) -> Option<io::Result<tar::Entry<'a, R>>> {
+        self.0.set(Some(MAX_HEADER_BYTES));
+        let e = entries.next();
+        self.0.set(None);
+        e
+    }
+}
+
+/// The stream, read through a [`Budget`].
+struct Limited<R> {
+    inner: R,
+    budget: Budget,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(left) = self.budget.0.get() else {
+            return self.inner.read(buf);
+        };
+        if left == 0 {
+            return Err(io::Error::other(format!(
+                "a member's header records (GNU long name, pax) take more than {MAX_HEADER_BYTES} bytes; refused"
+            )));
+        }
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..n])?;
+        self.budget.0.set(Some(left - got as u64));
+        Ok(got)
+    }
+}
+
+/// Read the rest of a member's data, so that finding the next member reads only headers.
+fn drain(entry: &mut impl Read) {
+    // An error here is the stream's; the next header read reports it.
+    let _ = io::copy(entry, &mut io::sink());
 }
 
 /// An entry met before the config, kept until the keys are known.
@@ -165,7 +259,11 @@ pub(super) fn restore<R: Read>(
     opts: EngineOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let mut archive = tar::Archive::new(reader);
+    let budget = Budget::default();
+    let mut archive = tar::Archive::new(Limited {
+        inner: reader,
+        budget: budget.clone(),
+    });
     let mut entries = match archive.entries() {
         Ok(e) => e,
         Err(err) => {
@@ -177,7 +275,7 @@ pub(super) fn restore<R: Read>(
     let mut early_problems: Vec<(PathBuf, String)> = Vec::new();
     let keys = if config_in_stream {
         let mut found = None;
-        for entry in entries.by_ref() {
+        while let Some(entry) = budget.next(&mut entries) {
             let mut entry = match entry {
                 Ok(e) => e,
                 Err(err) => {
@@ -193,11 +291,12 @@ pub(super) fn restore<R: Read>(
                         PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned()),
                         msg,
                     ));
+                    drain(&mut entry);
                     continue;
                 }
             };
             if header.cpath == b"gocryptfs.conf" && matches!(header.kind, Kind::File) {
-                let bytes = match read_capped(&mut entry, MAX_CONFIG) {
+                let bytes = match read_capped(&mut entry, MAX_CONFIG_LEN) {
                     Ok(Some(b)) => b,
                     Ok(None) => {
                         discard_spool(&dest, &spool);
@@ -231,6 +330,7 @@ pub(super) fn restore<R: Read>(
                     }
                 }
             } else {
+                drain(&mut entry);
                 None
             };
             spool.push(Spooled { header, content });
@@ -282,7 +382,7 @@ pub(super) fn restore<R: Read>(
             None => feed_entry(&engine, s.header, &mut io::empty()),
         }
     }
-    for entry in entries {
+    while let Some(entry) = budget.next(&mut entries) {
         let mut entry = match entry {
             Ok(e) => e,
             Err(err) => {
@@ -293,11 +393,16 @@ pub(super) fn restore<R: Read>(
         };
         match header_of(&mut entry) {
             Ok(h) => feed_entry(&engine, h, &mut entry),
-            Err(msg) => engine.error(
-                PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned()),
-                msg,
-            ),
+            Err(msg) => {
+                let raw = entry.path_bytes();
+                let shown = match normalize(&raw) {
+                    Ok(c) if !c.is_empty() => engine.shown(&c),
+                    _ => PathBuf::from(String::from_utf8_lossy(&raw).into_owned()),
+                };
+                engine.error(shown, msg)
+            }
         }
+        drain(&mut entry);
     }
     engine.finish()
 }
@@ -311,7 +416,12 @@ fn discard_spool(dest: &Dest, spool: &[Spooled]) {
 }
 
 fn feed_entry(engine: &Engine, h: Header, content: &mut impl Read) {
-    let Header { cpath, meta, kind } = h;
+    let Header {
+        cpath,
+        meta,
+        kind,
+        size,
+    } = h;
     let (parent, name) = split_cpath(&cpath);
     if cpath.is_empty() {
         match kind {
@@ -330,17 +440,29 @@ fn feed_entry(engine: &Engine, h: Header, content: &mut impl Read) {
         name,
     );
     match (kind, special) {
+        (Kind::Ignored(msg), _) => engine.warn(show_cpath(&cpath), msg),
         (Kind::File, Special::Config) => {}
-        (Kind::File, Special::DirIv) => match read_capped(content, 16) {
-            Ok(Some(b)) => engine.add_diriv(parent.to_vec(), &b),
-            Ok(None) => engine.integrity(show_cpath(&cpath), "longer than 16 bytes"),
+        // At most one byte more than allowed is read: the engine tells "too long" apart.
+        (Kind::File, Special::DirIv) => match read_prefix(content, 16) {
+            Ok(b) => engine.add_diriv(parent.to_vec(), &b),
             Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
         },
-        (Kind::File, Special::NameFile(entry)) => match read_capped(content, MAX_NAME_FILE) {
-            Ok(Some(b)) => engine.add_long_name(join_cpath(parent, entry), &b),
-            Ok(None) => engine.integrity(show_cpath(&cpath), "too long for a .name file"),
+        (Kind::File, Special::NameFile(entry)) => match read_prefix(content, MAX_NAME_FILE) {
+            Ok(b) => engine.add_long_name(join_cpath(parent, entry), &b),
             Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
         },
+        // The format's own files must be regular files; anything else under their names
+        // (a directory, a symlink, a link) is not an entry either, nor is what is below it.
+        (kind, s @ (Special::DirIv | Special::NameFile(_) | Special::Config)) => {
+            if matches!(s, Special::DirIv) {
+                engine.bad_diriv(parent.to_vec(), "not a regular file");
+            } else {
+                engine.integrity(show_cpath(&cpath), "not a regular file; ignored");
+            }
+            if matches!(kind, Kind::Dir) {
+                engine.skip_dir(cpath);
+            }
+        }
         (_, Special::Temp) => engine.warn(
             show_cpath(&cpath),
             "leftover temporary file of an interrupted export; ignored",
@@ -350,7 +472,21 @@ fn feed_entry(engine: &Engine, h: Header, content: &mut impl Read) {
             if engine.wanted(&cpath) == Some(false) {
                 return;
             }
-            match engine.stage_file(&cpath, &meta, content) {
+            let mut counted = Counted {
+                inner: content,
+                n: 0,
+            };
+            match engine.stage_file(&cpath, &meta, &mut counted) {
+                Ok(staged) if counted.n < size => {
+                    engine.drop_staged(staged);
+                    engine.error(
+                        engine.shown(&cpath),
+                        format!(
+                            "the tar stream ends inside this file ({} of {size} bytes); not restored",
+                            counted.n
+                        ),
+                    );
+                }
                 Ok(staged) => engine.add(cpath, Item::File { meta, staged }),
                 Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
             }
@@ -385,5 +521,13 @@ mod tests {
         );
         assert_eq!(pax_time(b"12"), Some(Time { sec: 12, nsec: 0 }));
         assert_eq!(pax_time(b"x"), None);
+        assert_eq!(
+            pax_time(b"-1.25"),
+            Some(Time {
+                sec: -2,
+                nsec: 750_000_000
+            })
+        );
+        assert_eq!(pax_time(b"-9223372036854775808.5"), None);
     }
 }

@@ -144,6 +144,10 @@ impl Dest {
 
     /// The full path of a DEST-relative path, for messages.
     pub fn show(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            // join("") would add a trailing slash.
+            return self.root_path.clone();
+        }
         self.root_path.join(rel)
     }
 
@@ -153,24 +157,50 @@ impl Dest {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
-        if let Some(fd) = self.cache.lock().expect("no panics while held").get(rel) {
-            return Ok(fd.clone());
-        }
-        let mut cur = self.root.clone();
-        for c in rel.components() {
+        // From the cached parent when there is one, and every level opened is cached: a deep
+        // tree is created parents first and finished children first, and opening each path
+        // from the root would be quadratic in its depth.
+        let (mut cur, mut done, skip) = {
+            let cache = self.cache.lock().expect("no panics while held");
+            if let Some(fd) = cache.get(rel) {
+                return Ok(fd.clone());
+            }
+            match rel.parent().and_then(|p| Some((p, cache.get(p)?))) {
+                Some((p, fd)) => (fd.clone(), p.to_path_buf(), p.components().count()),
+                None => (self.root.clone(), PathBuf::new(), 0),
+            }
+        };
+        for c in rel.components().skip(skip) {
             let Component::Normal(name) = c else {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "not a plain relative path",
                 ));
             };
-            cur = Arc::new(rfs::openat(&*cur, name, DIR_FLAGS, Mode::empty())?);
+            done.push(name);
+            let fd = rfs::openat(&*cur, name, DIR_FLAGS, Mode::empty()).map_err(|e| {
+                if e == rustix::io::Errno::NOTDIR || e == rustix::io::Errno::LOOP {
+                    // A file, or a symlink put there before or during the run. Callers name
+                    // `rel`; say which part of it when it is not the last.
+                    let what = if done.as_path() == rel {
+                        String::new()
+                    } else {
+                        format!("{} is ", self.show(&done).display())
+                    };
+                    io::Error::other(format!(
+                        "{what}not a directory (symlinks in DEST are never followed)"
+                    ))
+                } else {
+                    e.into()
+                }
+            })?;
+            cur = Arc::new(fd);
+            let mut cache = self.cache.lock().expect("no panics while held");
+            if cache.len() >= MAX_CACHED_DIRS {
+                cache.clear();
+            }
+            cache.insert(done.clone(), cur.clone());
         }
-        let mut cache = self.cache.lock().expect("no panics while held");
-        if cache.len() >= MAX_CACHED_DIRS {
-            cache.clear();
-        }
-        cache.insert(rel.to_path_buf(), cur.clone());
         Ok(cur)
     }
 
@@ -178,16 +208,19 @@ impl Dest {
         Error::io(self.show(rel), e.into())
     }
 
-    /// Create directory `parent/name` (mode 0700 until `finish_dir`). An existing real
-    /// directory is accepted (merging into it); anything else in the way is an error.
-    pub fn mkdir(&self, parent: &Path, name: &OsStr) -> Result<()> {
+    /// Create directory `parent/name` (mode 0700 until `finish_dir`); `true` if it was
+    /// created. An existing real directory is accepted (merging into it); anything else
+    /// in the way is an error.
+    pub fn mkdir(&self, parent: &Path, name: &OsStr) -> Result<bool> {
         let rel = parent.join(name);
         let pfd = self.dir(parent).map_err(|e| self.err(parent, e))?;
         match rfs::mkdirat(&*pfd, name, Mode::RWXU) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST) => {
                 match rfs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        Ok(false)
+                    }
                     _ => Err(Error::invalid(
                         self.show(&rel),
                         "exists and is not a directory; not overwritten (its contents are skipped)",
@@ -314,9 +347,17 @@ impl Dest {
     /// Move a staged entry to `parent/name`, never replacing anything. The staged entry
     /// is gone afterwards whether or not this succeeded.
     pub fn place(&self, id: StageId, parent: &Path, name: &OsStr) -> Result<()> {
+        let r = self.place_or_keep(id, parent, name);
+        if r.is_err() {
+            self.discard(id);
+        }
+        r
+    }
+
+    /// Like [`Dest::place`], but a staged entry that could not be placed stays staged.
+    pub fn place_or_keep(&self, id: StageId, parent: &Path, name: &OsStr) -> Result<()> {
         let rel = parent.join(name);
-        let r = self
-            .dir(parent)
+        self.dir(parent)
             .map_err(|e| self.err(parent, e))
             .and_then(|pfd| {
                 rfs::renameat_with(
@@ -333,11 +374,7 @@ impl Dest {
                         self.err(&rel, e)
                     }
                 })
-            });
-        if r.is_err() {
-            self.discard(id);
-        }
-        r
+            })
     }
 
     /// Remove a staged entry.
@@ -352,7 +389,13 @@ impl Dest {
         let tfd = self.dir(tparent).map_err(|e| self.err(tparent, e))?;
         let pfd = self.dir(parent).map_err(|e| self.err(parent, e))?;
         // Without AT_SYMLINK_FOLLOW, linkat links the entry itself, never a symlink's target.
-        rfs::linkat(&*tfd, tname, &*pfd, name, AtFlags::empty()).map_err(|e| self.err(&rel, e))
+        rfs::linkat(&*tfd, tname, &*pfd, name, AtFlags::empty()).map_err(|e| {
+            if e == rustix::io::Errno::EXIST {
+                Error::invalid(self.show(&rel), "already exists; not overwritten")
+            } else {
+                self.err(&rel, e)
+            }
+        })
     }
 
     /// Remove a placed non-directory entry, or rename it to `name.corrupt`.

@@ -3,6 +3,7 @@ mod examples;
 mod exclude;
 mod gocryptfs;
 mod harden;
+mod hostile;
 mod incremental;
 mod interop_export;
 mod restore;
