@@ -35,6 +35,8 @@ pub enum Error {
 
     #[error("interrupted by a signal: only complete files were left under their final names; run again to finish")]
     Interrupted,
+    #[error("interrupted by a signal: DEST holds only complete, authenticated files (directories may lack their final modes and times); restore again into an empty directory to finish")]
+    RestoreInterrupted,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    if matches!(cli.command, Cmd::Export(_)) {
+    if matches!(cli.command, Cmd::Export(_) | Cmd::Restore(_)) {
         stop_on_signals();
     }
     let result = match &cli.command {
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-/// SIGINT and SIGTERM ask the export to stop cleanly (exit 130); a second one ends the
+/// SIGINT and SIGTERM ask an export or restore to stop cleanly (exit 130); a second one ends the
 /// process at once. Commands that do not check the flag keep the default behaviour.
 fn stop_on_signals() {
     use signal_hook::consts::{SIGINT, SIGTERM};

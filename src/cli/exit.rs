@@ -26,7 +26,7 @@ pub fn for_error(e: &Error) -> i32 {
         | Error::ConfigUnsupported { .. } => CONFIG,
         Error::Integrity { .. } => INTEGRITY,
         Error::Usage(_) => USAGE,
-        Error::Interrupted => INTERRUPTED,
+        Error::Interrupted | Error::RestoreInterrupted => INTERRUPTED,
         Error::Io { .. } | Error::Invalid { .. } | Error::ConfigExists { .. } => FATAL,
     }
 }

@@ -290,6 +290,8 @@ impl Decryptor {
         let mut block_no = 0u64;
         let mut opener = None;
         loop {
+            // A large file must not hold up a requested stop (see `cancel`).
+            crate::cancel::io_check()?;
             if block_no > 0 && cbuf.len() < BATCH_BLOCKS * CIPHER_BLOCK_SIZE {
                 cbuf.resize(BATCH_BLOCKS * CIPHER_BLOCK_SIZE, 0);
                 pbuf.resize(BATCH_BLOCKS * BLOCK_SIZE, 0);

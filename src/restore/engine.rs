@@ -282,17 +282,29 @@ impl<'a> Engine<'a> {
             .expect("no panics while the restore state is held")
     }
 
+    // After a stop request, entries fail only because of it: the run's one
+    // "interrupted" message says it all, so these stay quiet then.
+
     pub fn warn(&self, path: impl Into<PathBuf>, msg: impl Into<String>) {
+        if crate::cancel::requested() {
+            return;
+        }
         inc(&self.counters.warnings, 1);
         self.progress.problem(&Problem::warning(path, msg));
     }
 
     pub fn error(&self, path: impl Into<PathBuf>, msg: impl Into<String>) {
+        if crate::cancel::requested() {
+            return;
+        }
         inc(&self.counters.errors, 1);
         self.progress.problem(&Problem::error(path, msg));
     }
 
     pub fn integrity(&self, path: impl Into<PathBuf>, msg: impl Into<String>) {
+        if crate::cancel::requested() {
+            return;
+        }
         inc(&self.counters.integrity_errors, 1);
         self.progress.problem(&Problem::error(
             path,
@@ -825,6 +837,13 @@ impl<'a> Engine<'a> {
         for k in keys {
             self.retry_dir(st, &k);
         }
+    }
+
+    /// Stop after a signal instead of `finish`: what is placed is complete; whatever
+    /// still waits in the staging directory goes with it.
+    pub fn abort(&self) -> Error {
+        let _ = self.dest.close();
+        Error::RestoreInterrupted
     }
 
     /// After the last entry: resolve what still waits, make hard links, judge the

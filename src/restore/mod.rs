@@ -148,6 +148,9 @@ pub fn restore_dir(
     let engine = Engine::new(format, codec, dec, &d, progress, engine_opts(opts));
     engine.set_root_meta(root_meta);
     source_dir::feed(&engine, backup);
+    if crate::cancel::requested() {
+        return Err(engine.abort());
+    }
     engine.finish()
 }
 

@@ -91,6 +91,9 @@ pub fn feed(engine: &Engine, root: &Path) {
 
 impl Walk<'_, '_> {
     fn visit_dir(&self, dir: &Path, cpath: &[u8]) {
+        if crate::cancel::requested() {
+            return;
+        }
         let e = self.engine;
         let mut names: Vec<OsString> = Vec::new();
         match fs::read_dir(dir) {
@@ -146,6 +149,9 @@ impl Walk<'_, '_> {
     }
 
     fn visit(&self, path: &Path, cpath: CPath) {
+        if crate::cancel::requested() {
+            return;
+        }
         let e = self.engine;
         let md = match fs::symlink_metadata(path) {
             Ok(m) => m,

@@ -276,6 +276,11 @@ pub(super) fn restore<R: Read>(
     let keys = if config_in_stream {
         let mut found = None;
         while let Some(entry) = budget.next(&mut entries) {
+            if crate::cancel::requested() {
+                discard_spool(&dest, &spool);
+                dest.abandon();
+                return Err(Error::RestoreInterrupted);
+            }
             let mut entry = match entry {
                 Ok(e) => e,
                 Err(err) => {
@@ -383,6 +388,9 @@ pub(super) fn restore<R: Read>(
         }
     }
     while let Some(entry) = budget.next(&mut entries) {
+        if crate::cancel::requested() {
+            break;
+        }
         let mut entry = match entry {
             Ok(e) => e,
             Err(err) => {
@@ -403,6 +411,9 @@ pub(super) fn restore<R: Read>(
             }
         }
         drain(&mut entry);
+    }
+    if crate::cancel::requested() {
+        return Err(engine.abort());
     }
     engine.finish()
 }

@@ -475,30 +475,11 @@ fn newly_excluded_entries_are_deleted_like_vanished_ones() {
     assert!(scan(&dest).len() < before);
 }
 
-/// A temp file in `dir` (not below it) that already holds more than `min_len` bytes.
-fn growing_temp_file(dir: &Path, min_len: u64) -> Option<std::path::PathBuf> {
-    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
-        let name = e.file_name();
-        let big = e.metadata().is_ok_and(|m| m.len() > min_len);
-        (name.to_string_lossy().contains(".cryptbak-tmp-") && big).then(|| e.path())
-    })
-}
-
-fn kill(sig: &str, pid: u32) {
-    run_ok(
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string()),
-    );
-}
-
-/// Runs an export into a new `dest` and delivers `sig` while it is provably mid-run:
-/// the process is frozen with SIGSTOP while the big file's temp file exists (so the run
-/// cannot have finished), signalled, then resumed. `None` if the run got past the big
-/// file before it could be frozen (the caller retries).
+/// Runs an export into a new `dest` and delivers `sig` while it is provably mid-run
+/// (the big file's temp file is being written); `None` if it could not be caught.
 fn signal_mid_run(src: &Path, dest: &Path, pw: &Path, sig: &str) -> Option<std::process::Output> {
     let _ = fs::remove_dir_all(dest);
-    let mut child = export_cmd(
+    let child = export_cmd(
         src,
         dest,
         pw,
@@ -508,27 +489,7 @@ fn signal_mid_run(src: &Path, dest: &Path, pw: &Path, sig: &str) -> Option<std::
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let pid = child.id();
-    let deadline = std::time::Instant::now() + timeout();
-    let temp = loop {
-        if let Some(p) = growing_temp_file(dest, 1 << 20) {
-            break p;
-        }
-        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    kill("STOP", pid);
-    let mid_run = temp.exists();
-    if mid_run {
-        kill(sig, pid);
-    }
-    kill("CONT", pid);
-    let out = child.wait_with_output().unwrap();
-    mid_run.then_some(out)
+    signal_while(child, sig, || growing_file(dest, ".cryptbak-tmp-", 1 << 20))
 }
 
 #[test]

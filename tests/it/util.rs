@@ -323,3 +323,54 @@ impl Work {
         self.dir.join(name)
     }
 }
+
+/// A file in `dir` (not below it) whose name contains `marker` and that already holds
+/// more than `min_len` bytes: proof that a run is in the middle of writing it.
+pub fn growing_file(dir: &Path, marker: &str, min_len: u64) -> Option<PathBuf> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        let big = e.metadata().is_ok_and(|m| m.len() > min_len);
+        (name.to_string_lossy().contains(marker) && big).then(|| e.path())
+    })
+}
+
+fn kill(sig: &str, pid: u32) {
+    run_ok(
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string()),
+    );
+}
+
+/// Delivers `sig` to `child` while it is provably mid-run, with no timing guesswork:
+/// waits until `busy` names a file that exists only while the run works, freezes the
+/// process (SIGSTOP), checks the file is still there (so the run cannot have finished),
+/// signals, and resumes it. Returns its output, or `None` if the run got past that
+/// point before it could be frozen (callers retry).
+pub fn signal_while(
+    mut child: std::process::Child,
+    sig: &str,
+    busy: impl Fn() -> Option<PathBuf>,
+) -> Option<Output> {
+    let pid = child.id();
+    let deadline = Instant::now() + timeout();
+    let file = loop {
+        if let Some(p) = busy() {
+            break p;
+        }
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    kill("STOP", pid);
+    let mid_run = file.exists();
+    if mid_run {
+        kill(sig, pid);
+    }
+    kill("CONT", pid);
+    let out = child.wait_with_output().unwrap();
+    mid_run.then_some(out)
+}
