@@ -349,15 +349,33 @@ impl<'a> Engine<'a> {
         src: &mut impl std::io::Read,
     ) -> Result<Staged> {
         let (id, f) = self.dest.stage_file()?;
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        let mut w = WriteSide {
+            inner: std::io::BufWriter::with_capacity(64 * 1024, f),
+            failed: false,
+        };
+        // A full or failing DEST is the user's to fix, so it is named by where the file
+        // was going; a read error is the backup's, named by the backup file.
+        let write_error = |e: std::io::Error| {
+            Error::invalid(
+                self.shown(cpath),
+                format!("cannot write the plaintext: {e}; not restored"),
+            )
+        };
         let r = self
             .dec
             .decrypt_file(src, &mut w, self.allow_holes())
-            .map_err(|e| Error::io(show_cpath(cpath), e))
+            .map_err(|e| {
+                if w.failed {
+                    write_error(e)
+                } else {
+                    Error::io(show_cpath(cpath), e)
+                }
+            })
             .and_then(|report| {
                 let f = w
+                    .inner
                     .into_inner()
-                    .map_err(|e| Error::io(show_cpath(cpath), e.into_error()))?;
+                    .map_err(|e| write_error(e.into_error()))?;
                 if report.is_ok() {
                     self.dest.finish_file(id, &f, meta)?;
                 }
@@ -369,6 +387,17 @@ impl<'a> Engine<'a> {
                 self.dest.discard(id);
                 Err(e)
             }
+        }
+    }
+
+    /// Report an error of `stage_file` for the backup file at `backup_path`, naming the
+    /// file once: I/O errors concern the backup file; the others name their own file
+    /// (where a plaintext could not be written).
+    pub fn error_from(&self, backup_path: &Path, err: &Error) {
+        match err {
+            Error::Io { source, .. } => self.error(backup_path, source.to_string()),
+            Error::Invalid { path, msg } => self.error(path.as_path(), msg.clone()),
+            other => self.error(backup_path, other.to_string()),
         }
     }
 
@@ -1222,5 +1251,21 @@ fn default_dir_meta() -> Meta {
         ino: 0,
         nlink: 1,
         rdev: 0,
+    }
+}
+
+/// The writer of a staged file, remembering whether an error came from it (DEST) rather
+/// than from the reader (the backup).
+struct WriteSide<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for WriteSide<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }

@@ -184,7 +184,7 @@ impl Walk<'_, '_> {
                 .and_then(|mut f| e.stage_file(&cpath, &meta, &mut f));
             match staged {
                 Ok(staged) => e.add(cpath, Item::File { meta, staged }),
-                Err(err) => e.error(path, err.to_string()),
+                Err(err) => e.error_from(path, &err),
             }
         } else if ft.is_symlink() {
             match fs::read_link(path) {

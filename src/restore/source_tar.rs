@@ -499,7 +499,7 @@ fn feed_entry(engine: &Engine, h: Header, content: &mut impl Read) {
                     );
                 }
                 Ok(staged) => engine.add(cpath, Item::File { meta, staged }),
-                Err(err) => engine.error(show_cpath(&cpath), err.to_string()),
+                Err(err) => engine.error_from(&show_cpath(&cpath), &err),
             }
         }
         (Kind::Symlink(t), _) => engine.add_symlink(cpath, meta, &t),

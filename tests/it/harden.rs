@@ -189,6 +189,17 @@ fn harden_restore_enospc_leaves_no_torn_file_and_a_rerun_completes() {
         err.contains("No space left on device"),
         "stderr does not say why:\n{err}"
     );
+    // Each failure is named once, by where its plaintext was going (the user's to fix).
+    let dest_shown = dest.to_string_lossy().into_owned();
+    for line in err.lines().filter(|l| l.contains("No space left")) {
+        assert!(
+            line.starts_with(&format!("cryptbak: error: {dest_shown}/"))
+                && line.contains("(backup file ")
+                && line.contains("cannot write the plaintext")
+                && line.ends_with("; not restored"),
+            "not named by its destination: {line}"
+        );
+    }
     // Every file present is the whole plaintext; nothing else (no temp file,
     // whatever its name) is left.
     let checked = assert_files_are_complete(&dest, &src, "after ENOSPC");
