@@ -342,15 +342,15 @@ fn kill(sig: &str, pid: u32) {
     );
 }
 
-/// Delivers `sig` to `child` while it is provably mid-run, with no timing guesswork:
-/// waits until `busy` names a file that exists only while the run works, freezes the
-/// process (SIGSTOP), checks the file is still there (so the run cannot have finished),
-/// signals, and resumes it. Returns its output, or `None` if the run got past that
-/// point before it could be frozen (callers retry).
-pub fn signal_while(
+/// Runs `act` while `child` is provably mid-run, with no timing guesswork: waits until
+/// `busy` names a file that exists only while the run works, freezes the process
+/// (SIGSTOP), checks the file is still there (so the run cannot have finished), runs
+/// `act` with its pid, and resumes it. Returns its output, or `None` if the run got past
+/// that point before it could be frozen (callers retry).
+pub fn while_frozen(
     mut child: std::process::Child,
-    sig: &str,
     busy: impl Fn() -> Option<PathBuf>,
+    act: impl FnOnce(u32),
 ) -> Option<Output> {
     let pid = child.id();
     let deadline = Instant::now() + timeout();
@@ -368,9 +368,18 @@ pub fn signal_while(
     kill("STOP", pid);
     let mid_run = file.exists();
     if mid_run {
-        kill(sig, pid);
+        act(pid);
     }
     kill("CONT", pid);
     let out = child.wait_with_output().unwrap();
     mid_run.then_some(out)
+}
+
+/// Delivers `sig` to `child` while it is provably mid-run (see [`while_frozen`]).
+pub fn signal_while(
+    child: std::process::Child,
+    sig: &str,
+    busy: impl Fn() -> Option<PathBuf>,
+) -> Option<Output> {
+    while_frozen(child, busy, |pid| kill(sig, pid))
 }
