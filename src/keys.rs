@@ -264,24 +264,7 @@ mod tests {
         }
     }
 
-    /// Whether a type implements a trait, decided at compile time but usable in `assert!`
-    /// (the `impls` crate's trick: an inherent associated const exists only when the
-    /// bound holds and then shadows the trait's `false`).
-    macro_rules! implements {
-        ($t:ty: $tr:path) => {{
-            struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
-            #[allow(dead_code)]
-            trait Fallback {
-                const YES: bool = false;
-            }
-            impl<T: ?Sized> Fallback for Probe<T> {}
-            #[allow(dead_code)]
-            impl<T: ?Sized + $tr> Probe<T> {
-                const YES: bool = true;
-            }
-            <Probe<$t>>::YES
-        }};
-    }
+    use crate::implements;
 
     /// Fails if any type that holds key material gains `Debug`, `Display` or `Clone`
     /// (a derive added for convenience would put keys into log lines or copies).

@@ -29,3 +29,25 @@ pub mod view;
 pub mod walk;
 
 pub use error::{Error, Result};
+
+/// Whether a type implements a trait, decided at compile time but usable in `assert!`
+/// (the `impls` crate's trick: an inherent associated const exists only when the bound
+/// holds and then shadows the trait's `false`). For the tests proving that key holders
+/// have no `Debug`, `Display` or `Clone`, in this crate and in the binary.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! implements {
+    ($t:ty: $tr:path) => {{
+        struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+        #[allow(dead_code)]
+        trait Fallback {
+            const YES: bool = false;
+        }
+        impl<T: ?Sized> Fallback for Probe<T> {}
+        #[allow(dead_code)]
+        impl<T: ?Sized + $tr> Probe<T> {
+            const YES: bool = true;
+        }
+        <Probe<$t>>::YES
+    }};
+}

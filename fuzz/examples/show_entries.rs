@@ -3,8 +3,7 @@
 fn main() {
     let path = std::env::args().nth(1).expect("usage: show_entries FILE");
     let data = std::fs::read(&path).unwrap();
-    let master = || cryptbak::keys::MasterKey::from_hex(cryptbak_fuzz::MASTER_KEY_HEX).unwrap();
-    let Some((tar, _)) = cryptbak_fuzz::entries::build(&data, &master()) else {
+    let Some((tar, _)) = cryptbak_fuzz::entries::build(&data, &cryptbak_fuzz::master()) else {
         println!("no entries");
         return;
     };
@@ -22,19 +21,6 @@ fn main() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let r = cryptbak::restore::restore_tar(
-        &tar[..],
-        &dir.path().join("d"),
-        |_| {
-            Ok(cryptbak::restore::Keys {
-                master: master(),
-                format: cryptbak::config::Format::DEFAULT_REVERSE,
-                aead: Some(cryptbak::restore::Aead::Siv),
-            })
-        },
-        false,
-        &Default::default(),
-        &cryptbak::progress::NoProgress,
-    );
+    let r = cryptbak_fuzz::restore_into(&tar, &dir.path().join("d"));
     println!("{r:?}");
 }

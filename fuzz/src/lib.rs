@@ -23,7 +23,7 @@ use cryptbak::restore::{self, Aead, Keys, RestoreOptions};
 pub const MASTER_KEY_HEX: &str =
     "8f2a6c1e-4b7d9e30-a5c2f18b-7e6d3c4a-19b8f2e7-d5a4c3b2-e1f0a9b8-c7d6e5f4";
 
-fn master() -> MasterKey {
+pub fn master() -> MasterKey {
     MasterKey::from_hex(MASTER_KEY_HEX).expect("valid hex")
 }
 
@@ -156,14 +156,16 @@ pub fn content(data: &[u8]) {
 /// `cryptbak restore --tar` of arbitrary bytes into an empty DEST: never panics, and
 /// never creates anything outside DEST.
 pub fn restore_tar(data: &[u8]) {
-    let root = tempfile::Builder::new()
-        .prefix("cryptbak-fuzz-")
-        .tempdir()
-        .expect("temp dir");
-    let dest = root.path().join("dest");
-    let _ = restore::restore_tar(
-        data,
-        &dest,
+    let root = scratch();
+    let _ = restore_into(data, &root.path().join("dest"));
+    check_only_dest(root.path());
+}
+
+/// `restore --tar` of `tar` into `dest` with the harness's key (reverse format, AES-SIV).
+pub fn restore_into(tar: &[u8], dest: &Path) -> cryptbak::Result<restore::Summary> {
+    restore::restore_tar(
+        tar,
+        dest,
         |_| {
             Ok(Keys {
                 master: master(),
@@ -174,51 +176,41 @@ pub fn restore_tar(data: &[u8]) {
         false,
         &RestoreOptions::default(),
         &NoProgress,
-    );
-    let outside: Vec<_> = fs::read_dir(root.path())
+    )
+}
+
+/// A fresh directory; the restore goes into `dest` below it.
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cryptbak-fuzz-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Nothing but `dest` may exist in the scratch directory after a restore; `dest` is made
+/// removable (restored directories may be read-only).
+fn check_only_dest(root: &Path) {
+    let outside: Vec<_> = fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| n != "dest")
         .collect();
     assert!(outside.is_empty(), "written outside DEST: {outside:?}");
-    make_removable(&dest);
+    make_removable(&root.join("dest"));
 }
 
 /// A tar stream built from structured ops (see [`entries`]): correctly encrypted
 /// entries mixed with hostile ones. Beyond the checks of [`restore_tar`], DEST may only
 /// hold paths, contents and symlink targets the harness encrypted from safe plaintext.
 pub fn restore_tar_entries(data: &[u8]) {
-    let master = master();
-    let Some((tar, made)) = entries::build(data, &master) else {
+    let Some((tar, made)) = entries::build(data, &master()) else {
         return;
     };
-    let root = tempfile::Builder::new()
-        .prefix("cryptbak-fuzz-")
-        .tempdir()
-        .expect("temp dir");
+    let root = scratch();
     let dest = root.path().join("dest");
-    let _ = restore::restore_tar(
-        &tar[..],
-        &dest,
-        |_| {
-            Ok(Keys {
-                master,
-                format: Format::DEFAULT_REVERSE,
-                aead: Some(Aead::Siv),
-            })
-        },
-        false,
-        &RestoreOptions::default(),
-        &NoProgress,
-    );
-    let outside: Vec<_> = fs::read_dir(root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != "dest")
-        .collect();
-    assert!(outside.is_empty(), "written outside DEST: {outside:?}");
+    let _ = restore_into(&tar, &dest);
     entries::check_dest(&dest, &made);
-    make_removable(&dest);
+    check_only_dest(root.path());
 }
 
 /// Restored directories may be read-only; the temp dir must still go away.

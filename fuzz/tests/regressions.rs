@@ -56,21 +56,7 @@ fn tar_seed_reaches_the_restore_engine() {
     let tar = fs::read(root.join("seeds/restore_tar/export.tar")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("d");
-    let summary = cryptbak::restore::restore_tar(
-        &tar[..],
-        &dest,
-        |_| {
-            Ok(cryptbak::restore::Keys {
-                master: cryptbak::keys::MasterKey::from_hex(cryptbak_fuzz::MASTER_KEY_HEX).unwrap(),
-                format: cryptbak::config::Format::DEFAULT_REVERSE,
-                aead: Some(cryptbak::restore::Aead::Siv),
-            })
-        },
-        false,
-        &Default::default(),
-        &cryptbak::progress::NoProgress,
-    )
-    .unwrap();
+    let summary = cryptbak_fuzz::restore_into(&tar, &dest).unwrap();
     assert!(summary.files >= 3, "{summary:?}");
     assert_eq!(summary.integrity_errors, 0, "{summary:?}");
     assert_eq!(fs::read(dest.join("a")).unwrap(), b"hello\n");
@@ -98,29 +84,15 @@ fn entries_oracle_can_fail() {
 /// the engine rather than only the error paths.
 #[test]
 fn entries_seeds_restore_something() {
-    let master = || cryptbak::keys::MasterKey::from_hex(cryptbak_fuzz::MASTER_KEY_HEX).unwrap();
     let mut restored = 0;
     for path in inputs("restore_tar_entries") {
         let data = fs::read(&path).unwrap();
-        let Some((tar, _)) = cryptbak_fuzz::entries::build(&data, &master()) else {
+        let Some((tar, _)) = cryptbak_fuzz::entries::build(&data, &cryptbak_fuzz::master()) else {
             continue;
         };
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("d");
-        if let Ok(s) = cryptbak::restore::restore_tar(
-            &tar[..],
-            &dest,
-            |_| {
-                Ok(cryptbak::restore::Keys {
-                    master: master(),
-                    format: cryptbak::config::Format::DEFAULT_REVERSE,
-                    aead: Some(cryptbak::restore::Aead::Siv),
-                })
-            },
-            false,
-            &Default::default(),
-            &cryptbak::progress::NoProgress,
-        ) {
+        if let Ok(s) = cryptbak_fuzz::restore_into(&tar, &dest) {
             restored += s.files + s.dirs + s.symlinks;
         }
     }

@@ -206,22 +206,7 @@ mod tests {
     use crate::cli::args::{normalize_gocryptfs_style, Cli};
     use clap::Parser;
 
-    /// The `impls` trick (see `cryptbak::keys` tests): true when `$t: $tr`.
-    macro_rules! implements {
-        ($t:ty: $tr:path) => {{
-            struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
-            #[allow(dead_code)]
-            trait Fallback {
-                const YES: bool = false;
-            }
-            impl<T: ?Sized> Fallback for Probe<T> {}
-            #[allow(dead_code)]
-            impl<T: ?Sized + $tr> Probe<T> {
-                const YES: bool = true;
-            }
-            <Probe<$t>>::YES
-        }};
-    }
+    use cryptbak::implements;
 
     #[test]
     fn password_has_no_debug_display_or_clone() {

@@ -60,9 +60,17 @@ fn fusermount() -> &'static str {
 
 /// `gocryptfs -init -reverse -q -passfile PW -scryptn 10 [extra] SRC`.
 pub fn init_reverse(src: &Path, passfile: &Path, extra: &[&str]) {
+    init(src, passfile, &[&["-reverse"], extra].concat());
+}
+
+/// `gocryptfs -init -q -passfile PW -scryptn 10 [extra] DIR`: a forward-mode directory.
+pub fn init_forward(dir: &Path, passfile: &Path, extra: &[&str]) {
+    init(dir, passfile, extra);
+}
+
+fn init(src: &Path, passfile: &Path, extra: &[&str]) {
     let mut c = Command::new("gocryptfs");
     c.arg("-init")
-        .arg("-reverse")
         .arg("-q")
         .arg("-passfile")
         .arg(passfile)

@@ -914,15 +914,7 @@ fn hostile_diriv_forward() {
     let pw = passfile(t.path());
     let cipher = t.path().join("cipher");
     fs::create_dir(&cipher).unwrap();
-    crate::restore_util::gocryptfs(&[
-        OsStr::new("-init"),
-        OsStr::new("-q"),
-        OsStr::new("-scryptn"),
-        OsStr::new("10"),
-        OsStr::new("-passfile"),
-        pw.as_os_str(),
-        cipher.as_os_str(),
-    ]);
+    crate::gocryptfs::init_forward(&cipher, &pw, &[]);
     let mnt = t.path().join("mnt");
     let mut m = crate::restore_util::Mount::new(
         &[OsStr::new("-passfile"), pw.as_os_str(), cipher.as_os_str()],

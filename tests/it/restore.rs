@@ -528,16 +528,7 @@ fn restore_interop_reverse_mount_copy_and_tar() {
     drop(sparse);
     set_mtime(&src.join("sparse"), 1_650_000_000, 5);
     let (p, s) = (pw.as_os_str(), src.as_os_str());
-    gocryptfs(&[
-        OsStr::new("-init"),
-        OsStr::new("-reverse"),
-        OsStr::new("-q"),
-        OsStr::new("-scryptn"),
-        OsStr::new("10"),
-        OsStr::new("-passfile"),
-        p,
-        s,
-    ]);
+    crate::gocryptfs::init_reverse(&src, &pw, &[]);
     set_mtime(&src, 1_400_000_000, 3);
     let mnt = t.path().join("mnt");
     let mut m = Mount::new(
@@ -601,19 +592,8 @@ fn restore_interop_forward_mode_gcm_and_siv() {
         let pw = passfile(t.path());
         let cipher = t.path().join("cipher");
         fs::create_dir(&cipher).unwrap();
-        let mut init = vec![
-            OsStr::new("-init"),
-            OsStr::new("-q"),
-            OsStr::new("-scryptn"),
-            OsStr::new("10"),
-            OsStr::new("-passfile"),
-            pw.as_os_str(),
-        ];
-        if aessiv {
-            init.push(OsStr::new("-aessiv"));
-        }
-        init.push(cipher.as_os_str());
-        gocryptfs(&init);
+        let aead: &[&str] = if aessiv { &["-aessiv"] } else { &[] };
+        crate::gocryptfs::init_forward(&cipher, &pw, aead);
         let mnt = t.path().join("mnt");
         let mut m = Mount::new(
             &[OsStr::new("-passfile"), pw.as_os_str(), cipher.as_os_str()],

@@ -20,6 +20,25 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
+/// Runs `cryptbak export` under script(1), on a pseudo-terminal, and returns everything
+/// it drew there.
+fn export_on_a_pty(t: &TestDir, src: &Path, pw: &Path, dest: &Path) -> String {
+    let log = t.join("typescript");
+    let cmd = format!(
+        "{} export --passfile {} {} {}",
+        env!("CARGO_BIN_EXE_cryptbak"),
+        shell_quote(pw),
+        shell_quote(src),
+        shell_quote(dest)
+    );
+    run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd])
+            .arg(&log),
+    );
+    String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned()
+}
+
 #[test]
 fn progress_line_only_on_a_terminal() {
     require("script");
@@ -33,20 +52,7 @@ fn progress_line_only_on_a_terminal() {
     init_fast(&src, &pw);
 
     // On a pseudo-terminal: the progress line is drawn (and cleared at the end).
-    let log = t.join("typescript");
-    let cmd = format!(
-        "{} export --passfile {} {} {}",
-        env!("CARGO_BIN_EXE_cryptbak"),
-        shell_quote(&pw),
-        shell_quote(&src),
-        shell_quote(&t.join("d1"))
-    );
-    run_ok(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &cmd])
-            .arg(&log),
-    );
-    let seen = String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned();
+    let seen = export_on_a_pty(&t, &src, &pw, &t.join("d1"));
     assert!(
         seen.contains(" entries, "),
         "no progress line on a terminal:\n{seen}"
@@ -172,20 +178,7 @@ fn progress_moves_during_one_large_file() {
         .unwrap();
     let pw = write_passfile(t.path());
     init_fast(&src, &pw);
-    let log = t.join("typescript");
-    let cmd = format!(
-        "{} export --passfile {} {} {}",
-        env!("CARGO_BIN_EXE_cryptbak"),
-        shell_quote(&pw),
-        shell_quote(&src),
-        shell_quote(&t.join("d"))
-    );
-    run_ok(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &cmd])
-            .arg(&log),
-    );
-    let seen = String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned();
+    let seen = export_on_a_pty(&t, &src, &pw, &t.join("d"));
     // (entries, MB) of every progress line drawn.
     let draws: Vec<(u64, String)> = seen
         .split(['\r', '\n'])

@@ -361,12 +361,7 @@ fn verify_copy_of_gocryptfs_reverse_mount() {
     // A forward-mode gocryptfs directory (AES-GCM, random IVs) verifies too.
     let fwd = t.join("fwd");
     fs::create_dir(&fwd).unwrap();
-    run_ok(
-        Command::new("gocryptfs")
-            .args(["-init", "-q", "-scryptn", "10", "-passfile"])
-            .arg(&pw)
-            .arg(&fwd),
-    );
+    crate::gocryptfs::init_forward(&fwd, &pw, &[]);
     let m = Mount::forward(&fwd, &pw);
     fs::write(m.path().join("f"), vec![1u8; 9000]).unwrap();
     fs::create_dir(m.path().join("d")).unwrap();
