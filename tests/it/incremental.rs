@@ -521,48 +521,68 @@ fn sigint_and_sigterm_stop_cleanly_with_exit_130() {
     export_and_check(&src, &dest, &pw, "rerun after signals");
 }
 
-/// A file rewritten while it is being read (its first block changes after it was
-/// encrypted) is noticed by its new mtime and written again: the backup holds the new
-/// content, not a mix, and the run succeeds quietly (issue: "detect, retry once"). The
-/// export is frozen mid-file with SIGSTOP for the change, so no timing is guessed.
+/// A file rewritten in place while it is being read (its first block changes after it
+/// was encrypted), or replaced by a new file renamed over it, is noticed by its new
+/// mtime and written again: the backup holds the file as it is now, not a mix, and the
+/// run succeeds quietly (issue: "detect, retry once"). The export is frozen mid-file
+/// with SIGSTOP for the change, so no timing is guessed.
 #[test]
 fn file_changed_during_read_is_written_again() {
-    let t = TestDir::new("changed-once");
-    let src = t.join("src");
-    let dest = t.join("dest");
-    let pw = write_passfile(t.path());
-    let b = build_many_files(&src, 2, 5);
-    let big = b.p(b"big");
-    fs::File::create(&big).unwrap().set_len(256 << 20).unwrap();
-    init_fast(&src, &pw);
-    let out = (0..5u32)
-        .find_map(|attempt| {
-            let _ = fs::remove_dir_all(&dest);
-            let child = export_cmd(&src, &dest, &pw, &[OsStr::new("-q")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let busy = || growing_file(&dest, ".cryptbak-tmp-", 1 << 20);
-            while_frozen(child, busy, |_| {
-                use std::os::unix::fs::FileExt;
-                let f = fs::OpenOptions::new().write(true).open(&big).unwrap();
-                f.write_all_at(format!("changed {attempt}").as_bytes(), 0)
+    for how in ["rewritten", "replaced"] {
+        let t = TestDir::new("changed-once");
+        let src = t.join("src");
+        let dest = t.join("dest");
+        let pw = write_passfile(t.path());
+        let b = build_many_files(&src, 2, 5);
+        let big = b.p(b"big");
+        fs::File::create(&big).unwrap().set_len(96 << 20).unwrap();
+        init_fast(&src, &pw);
+        let change = |attempt: u32| {
+            use std::os::unix::fs::FileExt;
+            let stamp = format!("{how} {attempt}");
+            // Making and renaming the new file also touches the directory, whose listing
+            // (and mtime) the run already has; its mtime is put back after, so that only
+            // the file changed.
+            let dir = fs::metadata(&src).unwrap();
+            let target = if how == "replaced" {
+                let new = src.join("new-big");
+                fs::copy(&big, &new).unwrap();
+                new
+            } else {
+                big.clone()
+            };
+            let f = fs::OpenOptions::new().write(true).open(&target).unwrap();
+            f.write_all_at(stamp.as_bytes(), 0).unwrap();
+            let md = f.metadata().unwrap();
+            drop(f);
+            crate::tree::set_mtime(&target, &md, 1_600_000_000 + u64::from(attempt), 0);
+            if target != big {
+                fs::rename(&target, &big).unwrap();
+                let (secs, nanos) = (dir.mtime() as u64, dir.mtime_nsec() as u32);
+                crate::tree::set_mtime(&src, &dir, secs, nanos);
+            }
+        };
+        let out = (0..5u32)
+            .find_map(|attempt| {
+                let _ = fs::remove_dir_all(&dest);
+                let child = export_cmd(&src, &dest, &pw, &[OsStr::new("-q")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
                     .unwrap();
-                let md = f.metadata().unwrap();
-                drop(f);
-                crate::tree::set_mtime(&big, &md, 1_600_000_000 + u64::from(attempt), 0);
+                let busy = || growing_file(&dest, ".cryptbak-tmp-", 1 << 20);
+                while_frozen(child, busy, |_| change(attempt))
             })
-        })
-        .expect("never caught the export in the middle of the big file");
-    assert_eq!(out.status.code(), Some(0), "{}", show_output(&out));
-    assert!(out.stderr.is_empty(), "{}", show_output(&out));
-    let fresh = TestDir::new("changed-once-fresh");
-    export_ok(&src, &fresh.join("d"), &pw, &[]);
-    let diffs = compare_trees(&dest, &fresh.join("d"));
-    assert!(
-        diffs.is_empty(),
-        "the backup does not hold the file as it is now:\n{}",
-        diffs.join("\n")
-    );
+            .unwrap_or_else(|| panic!("{how}: never caught the export mid-file"));
+        assert_eq!(out.status.code(), Some(0), "{how}: {}", show_output(&out));
+        assert!(out.stderr.is_empty(), "{how}: {}", show_output(&out));
+        let fresh = TestDir::new("changed-once-fresh");
+        export_ok(&src, &fresh.join("d"), &pw, &[]);
+        let diffs = compare_trees(&dest, &fresh.join("d"));
+        assert!(
+            diffs.is_empty(),
+            "{how}: the backup does not hold the file as it is now:\n{}",
+            diffs.join("\n")
+        );
+    }
 }
