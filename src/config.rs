@@ -23,9 +23,11 @@ pub const DEFAULT_LOG_N: u8 = 16;
 pub const MIN_LOG_N: u8 = 10;
 /// gocryptfs accepts `-scryptn` up to 28; scrypt then needs 32 GiB, which is never sane here.
 pub const MAX_LOG_N_INIT: u8 = 28;
-/// Refuse to run scrypt with more memory than this (2^22·128·8 = 4 GiB).
-pub const MAX_SCRYPT_MEMORY: u128 = 4 << 30;
-const MAX_SCRYPT_P: u32 = 16;
+/// Refuse to run scrypt costing more than this, as memory (128·R·N) times P: the P
+/// passes run one after the other, so time grows with the product. 4 GiB is
+/// `gocryptfs -scryptn 22` (gocryptfs always writes R = 8, P = 1), several seconds here;
+/// a hostile config cannot make an unlock take minutes or exhaust memory.
+pub const MAX_SCRYPT_WORK: u128 = 4 << 30;
 
 /// The feature flags gocryptfs 2.3 knows (`internal/configfile/feature_flags.go`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,9 +242,9 @@ impl Config {
             r: s.r as u32,
             p: s.p as u32,
         };
-        if scrypt.memory_bytes() > MAX_SCRYPT_MEMORY || scrypt.p > MAX_SCRYPT_P {
+        if scrypt.memory_bytes() * u128::from(scrypt.p) > MAX_SCRYPT_WORK {
             return Err(format!(
-                "scrypt cost N = {}, R = {}, P = {} is beyond cryptbak's limit (at most 4 GiB of memory, P ≤ {MAX_SCRYPT_P}); refusing to run it",
+                "scrypt cost N = {}, R = {}, P = {} is beyond cryptbak's limit (memory × P at most 4 GiB, as gocryptfs -scryptn 22); refusing to run it",
                 s.n, s.r, s.p
             ));
         }
@@ -525,7 +527,7 @@ mod tests {
             with_field(&json, "\"N\": 1024", "\"N\": 1000"),
             with_field(&json, "\"N\": 1024", "\"N\": 512"),
             with_field(&json, "\"R\": 8", "\"R\": 4"),
-            with_field(&json, "\"P\": 1", "\"P\": 1000"),
+            with_field(&json, "\"P\": 1", "\"P\": 5000"),
             with_field(&json, "\"KeyLen\": 32", "\"KeyLen\": 16"),
             with_field(&json, "\"Version\": 2", "\"Version\": 3"),
             with_field(&json, "\"EMENames\",", ""),
@@ -538,6 +540,19 @@ mod tests {
         }
         // The untampered twin parses.
         assert!(Config::parse(json.as_bytes()).is_ok());
+
+        // The scrypt cost bound is on memory × P: -scryptn 22 (4 GiB) passes, so do
+        // many cheap passes; twice the limit in either form does not.
+        let cost = |n: u64, r: u64, p: u64| {
+            let j = with_field(&json, "\"N\": 1024", &format!("\"N\": {n}"));
+            let j = with_field(&j, "\"R\": 8", &format!("\"R\": {r}"));
+            Config::parse(with_field(&j, "\"P\": 1", &format!("\"P\": {p}")).as_bytes())
+        };
+        assert!(cost(1 << 22, 8, 1).is_ok());
+        assert!(cost(1 << 14, 8, 16).is_ok());
+        assert!(cost(1 << 22, 8, 2).is_err());
+        assert!(cost(1 << 23, 8, 1).is_err());
+        assert!(cost(1 << 10, 65536, 2).is_err());
     }
 
     #[test]
