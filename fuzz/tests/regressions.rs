@@ -1,6 +1,7 @@
-//! Replays the seed corpus and every saved regression input through the fuzz checks, on
-//! stable Rust and without libFuzzer, so `cargo test` here catches a reintroduced bug.
-//! A crash found by `cargo fuzz` goes into `regressions/<target>/` once fixed.
+//! Replays the seed corpus, the kept (minimized) fuzzing corpus and every saved
+//! regression input through the fuzz checks, on stable Rust and without libFuzzer, so
+//! `cargo test` here catches a reintroduced bug. A crash found by `cargo fuzz` goes into
+//! `regressions/<target>/` once fixed.
 
 use std::fs;
 use std::path::Path;
@@ -18,7 +19,7 @@ const TARGETS: [(&str, Check); 5] = [
 fn inputs(target: &str) -> Vec<std::path::PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["seeds", "regressions"] {
+    for dir in ["seeds", "kept", "regressions"] {
         if let Ok(rd) = fs::read_dir(root.join(dir).join(target)) {
             files.extend(rd.map(|e| e.unwrap().path()));
         }
