@@ -5,7 +5,7 @@
 # Usage: fuzz/keep-corpus.sh [target...]   (default: all targets; needs nightly)
 set -euo pipefail
 cd "$(dirname "$0")"
-max=${MAX_KEEP:-65536}
+max=${MAX_KEEP:-16384}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(config names content restore_tar restore_tar_entries)
 for t in "${targets[@]}"; do
