@@ -157,8 +157,29 @@ pub fn content(data: &[u8]) {
 /// never creates anything outside DEST.
 pub fn restore_tar(data: &[u8]) {
     let root = scratch();
-    let _ = restore_into(data, &root.path().join("dest"));
+    if let Ok(s) = restore_into(data, &root.path().join("dest")) {
+        check_summary(&s, data);
+    }
     check_only_dest(root.path());
+}
+
+/// No count of a restore can be far beyond the number of tar records (512-byte blocks)
+/// it was given (an entry yields a few reports at most): a larger one is a counter that
+/// went below zero.
+fn check_summary(s: &restore::Summary, tar: &[u8]) {
+    let bound = 4 * (tar.len() / 512) as u64 + 4;
+    for (what, n) in [
+        ("dirs", s.dirs),
+        ("files", s.files),
+        ("symlinks", s.symlinks),
+        ("specials", s.specials),
+        ("hard links", s.hard_links),
+        ("errors", s.errors),
+        ("integrity errors", s.integrity_errors),
+        ("warnings", s.warnings),
+    ] {
+        assert!(n <= bound, "{what} = {n} from {bound} tar records: {s:?}");
+    }
 }
 
 /// `restore --tar` of `tar` into `dest` with the harness's key (reverse format, AES-SIV).
@@ -208,7 +229,9 @@ pub fn restore_tar_entries(data: &[u8]) {
     };
     let root = scratch();
     let dest = root.path().join("dest");
-    let _ = restore_into(&tar, &dest);
+    if let Ok(s) = restore_into(&tar, &dest) {
+        check_summary(&s, &tar);
+    }
     entries::check_dest(&dest, &made);
     check_only_dest(root.path());
 }

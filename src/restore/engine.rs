@@ -1185,8 +1185,10 @@ impl<'a> Engine<'a> {
         let Res::Ready(p) = self.resolve(st, &cpath) else {
             return;
         };
-        if !st.placed_suspects.contains(&cpath) {
-            // Not restored (filtered out, or failed already): nothing to take back.
+        // Taken out of the set, so that a second suspect for the same path (a tar that
+        // holds it twice) neither retracts nor uncounts it twice.
+        if !st.placed_suspects.remove(&cpath) {
+            // Not restored (filtered out, failed already, or already taken back).
             if self.filter_relation(&p) == Some(true) {
                 self.integrity(
                     self.dest.show(&p),
