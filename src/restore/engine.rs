@@ -71,6 +71,8 @@ pub enum Item {
     Symlink {
         meta: Meta,
         target: Vec<u8>,
+        /// Its nonce does not match its path (see [`Suspect`]).
+        suspect: bool,
     },
     Special {
         meta: Meta,
@@ -85,6 +87,8 @@ pub enum Item {
 pub struct Staged {
     id: StageId,
     report: FileReport,
+    /// One of its path-derived values did not match (see [`Suspect`]).
+    suspect: bool,
 }
 
 /// A path-derived value that did not match: an error if the tree is reverse-made.
@@ -133,28 +137,22 @@ struct State {
     /// Directories whose waiting entries can be placed now (see `retry_dir`).
     ready: Vec<CPath>,
     draining: bool,
-    /// Files and symlinks with a suspect, and those of them this run put into DEST
-    /// (only those may be taken out again).
-    suspect_cpaths: std::collections::HashSet<CPath>,
-    placed_suspects: std::collections::HashSet<CPath>,
+    /// Suspect files and symlinks this run put into DEST, and what each is: only the
+    /// entry a suspect is about may be taken out again, never another entry that the
+    /// backup holds under the same path.
+    placed_suspects: HashMap<CPath, Placed>,
     filter_hit: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Placed {
+    File,
+    Symlink,
 }
 
 impl State {
     fn push_suspect(&mut self, s: Suspect) {
-        match &s {
-            Suspect::File { cpath, .. } | Suspect::Holes(cpath) | Suspect::Symlink(cpath) => {
-                self.suspect_cpaths.insert(cpath.clone());
-            }
-            Suspect::DirIv(_) => {}
-        }
         self.suspects.push(s);
-    }
-
-    fn placed(&mut self, cpath: CPath) {
-        if self.suspect_cpaths.contains(&cpath) {
-            self.placed_suspects.insert(cpath);
-        }
     }
 }
 
@@ -259,7 +257,6 @@ impl<'a> Engine<'a> {
                 suspects: Vec::new(),
                 ready: Vec::new(),
                 draining: false,
-                suspect_cpaths: Default::default(),
                 placed_suspects: Default::default(),
                 filter_hit: false,
             }),
@@ -324,7 +321,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Evidence about the layout: a stored value and the one its path would give.
-    fn observe(&self, st: &mut State, matched: bool, suspect: Suspect) {
+    /// Returns whether `suspect` was recorded (to be judged once the layout is known).
+    fn observe(&self, st: &mut State, matched: bool, suspect: Suspect) -> bool {
         if st.layout == Layout::Unknown && self.dec.aead() == Some(Aead::Gcm) {
             // Detected on the first file: reverse mode always uses AES-SIV.
             st.layout = Layout::Forward;
@@ -337,7 +335,9 @@ impl<'a> Engine<'a> {
             }
         } else if st.layout != Layout::Forward {
             st.push_suspect(suspect);
+            return true;
         }
+        false
     }
 
     /// Decrypt a file's content into the staging directory. Runs without the lock, so
@@ -382,7 +382,11 @@ impl<'a> Engine<'a> {
                 Ok(report)
             });
         match r {
-            Ok(report) => Ok(Staged { id, report }),
+            Ok(report) => Ok(Staged {
+                id,
+                report,
+                suspect: false,
+            }),
             Err(e) => {
                 self.dest.discard(id);
                 Err(e)
@@ -421,9 +425,9 @@ impl<'a> Engine<'a> {
     }
 
     /// Hand over one entry (see [`Item`]).
-    pub fn add(&self, cpath: CPath, item: Item) {
+    pub fn add(&self, cpath: CPath, mut item: Item) {
         let mut st = self.lock();
-        match &item {
+        match &mut item {
             Item::File { staged, .. } => {
                 if let Some(file_id) = staged.report.file_id {
                     let matched = file_id == pathiv::derive(&cpath, Purpose::FileId);
@@ -433,11 +437,12 @@ impl<'a> Engine<'a> {
                             cpath: cpath.clone(),
                             file_id,
                         };
-                        self.observe(&mut st, matched, suspect);
+                        staged.suspect |= self.observe(&mut st, matched, suspect);
                     }
                 }
                 if staged.report.holes > 0 && staged.report.is_ok() {
                     st.push_suspect(Suspect::Holes(cpath.clone()));
+                    staged.suspect = true;
                 }
             }
             Item::Link { target } => {
@@ -454,7 +459,7 @@ impl<'a> Engine<'a> {
     /// A symlink: its target is decrypted here (it is small).
     pub fn add_symlink(&self, cpath: CPath, meta: Meta, stored_target: &[u8]) {
         let target = match &self.codec {
-            None => Ok(stored_target.to_vec()),
+            None => Ok((stored_target.to_vec(), false)),
             Some(codec) => match codec.b64_decode(stored_target) {
                 None => Err("symlink target is not valid base64".to_string()),
                 Some(blob) => match self.dec.open_symlink(&blob) {
@@ -464,16 +469,21 @@ impl<'a> Engine<'a> {
                         let derived =
                             pathiv::derive(&pathiv::symlink_iv_path(&cpath), Purpose::SymlinkIv);
                         let mut st = self.lock();
-                        self.observe(&mut st, nonce == derived, Suspect::Symlink(cpath.clone()));
-                        Ok(t)
+                        let suspect = Suspect::Symlink(cpath.clone());
+                        Ok((t, self.observe(&mut st, nonce == derived, suspect)))
                     }
                 },
             },
         };
         match target {
-            Ok(t) if !t.is_empty() && !t.contains(&0) => {
-                self.add(cpath, Item::Symlink { meta, target: t })
-            }
+            Ok((t, suspect)) if !t.is_empty() && !t.contains(&0) => self.add(
+                cpath,
+                Item::Symlink {
+                    meta,
+                    target: t,
+                    suspect,
+                },
+            ),
             Ok(_) => self.integrity(
                 show_cpath(&cpath),
                 "symlink target is empty or contains NUL",
@@ -797,7 +807,9 @@ impl<'a> Engine<'a> {
                         let _ = meta;
                         self.progress.entry_done(&cpath, staged.report.plain_len);
                         st.placed.insert(self.key(&cpath));
-                        st.placed(cpath);
+                        if staged.suspect {
+                            st.placed_suspects.insert(cpath, Placed::File);
+                        }
                     }
                     Err(e) => {
                         self.error(shown, e.to_string());
@@ -805,7 +817,11 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            Item::Symlink { meta, target } => {
+            Item::Symlink {
+                meta,
+                target,
+                suspect,
+            } => {
                 match self
                     .dest
                     .stage_symlink(&target, &meta)
@@ -814,7 +830,9 @@ impl<'a> Engine<'a> {
                     Ok(()) => {
                         inc(&self.counters.symlinks, 1);
                         st.placed.insert(self.key(&cpath));
-                        st.placed(cpath);
+                        if suspect {
+                            st.placed_suspects.insert(cpath, Placed::Symlink);
+                        }
                     }
                     Err(e) => self.error(shown, e.to_string()),
                 }
@@ -1142,7 +1160,7 @@ impl<'a> Engine<'a> {
     /// was moved, swapped or tampered with. Files and symlinks already placed are taken
     /// back out (or renamed to `.corrupt`).
     fn judge(&self, st: &mut State, s: Suspect, link_paths: &HashMap<CPath, Vec<CPath>>) {
-        let (cpath, msg, counter) = match s {
+        let (cpath, msg, counter, kind) = match s {
             Suspect::DirIv(d) => {
                 self.integrity(
                     show_cpath(&join_cpath(&d, b"gocryptfs.diriv")),
@@ -1164,17 +1182,20 @@ impl<'a> Engine<'a> {
                     cpath,
                     "its file ID belongs to another path: the file was moved or swapped with another",
                     &self.counters.files,
+                    Placed::File,
                 )
             }
             Suspect::Holes(cpath) => (
                 cpath,
                 "it has all-zero blocks, which a reverse-made backup never contains (tampered)",
                 &self.counters.files,
+                Placed::File,
             ),
             Suspect::Symlink(cpath) => (
                 cpath,
                 "its target's nonce belongs to another path: the symlink was moved or swapped",
                 &self.counters.symlinks,
+                Placed::Symlink,
             ),
         };
         // Neither it nor its content under another name may be used by a hard link.
@@ -1185,9 +1206,13 @@ impl<'a> Engine<'a> {
         let Res::Ready(p) = self.resolve(st, &cpath) else {
             return;
         };
-        // Taken out of the set, so that a second suspect for the same path (a tar that
-        // holds it twice) neither retracts nor uncounts it twice.
-        if !st.placed_suspects.remove(&cpath) {
+        // Only the suspect entry itself is taken back, once: not another entry the
+        // backup holds under the same path (a tar may hold a path twice), and not twice.
+        let was_placed = st.placed_suspects.get(&cpath) == Some(&kind);
+        if was_placed {
+            st.placed_suspects.remove(&cpath);
+        }
+        if !was_placed {
             // Not restored (filtered out, failed already, or already taken back).
             if self.filter_relation(&p) == Some(true) {
                 self.integrity(
