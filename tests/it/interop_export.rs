@@ -533,19 +533,10 @@ fn export_config_is_symlink() {
     let real = w.dir.join("real.conf");
     fs::rename(w.src.join(CONF), &real).unwrap();
     std::os::unix::fs::symlink(&real, w.src.join(CONF)).unwrap();
-    let m = Mount::reverse(&w.src, &w.pw, &[]);
-    let r = copy_view(&m);
+    let dest = w.path("dest");
+    let (_m, r) = export_matches_mount(&w, &dest, "config is a symlink: REF (A) vs export (B)");
     let md = fs::symlink_metadata(r.join("gocryptfs.conf")).unwrap();
     assert!(md.is_file(), "gocryptfs shows the config as a regular file");
-    let dest = w.path("dest");
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    assert_same(
-        r.path(),
-        &dest,
-        &CompareOpts::default(),
-        "config is a symlink: REF (A) vs export (B)",
-        Some(&m),
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -787,15 +778,10 @@ fn export_into_previous_export() {
     let md = fs::symlink_metadata(s.join("names")).unwrap();
     crate::tree::set_mtime(&s.join("names"), &md, 1_500_000_000, 5);
 
-    let m = Mount::reverse(&w.src, &w.pw, &[]);
-    let r = copy_view(&m);
-    export_ok(&w.src, &dest, &w.pw, &[]);
-    assert_same(
-        r.path(),
+    export_matches_mount(
+        &w,
         &dest,
-        &CompareOpts::default(),
         "after changes: REF (A) vs export into the previous export (B)",
-        Some(&m),
     );
 }
 
