@@ -558,7 +558,7 @@ fn tar_pax_attributes_match_directory_export() {
 /// test costs no disk space.)
 #[test]
 fn tar_huge_size_goes_into_pax() {
-    use cryptbak::sink::tar::{encode_header, Header, Kind, BLOCK, RECORD};
+    use cryptbak::sink::tar_format::{encode_header, Header, Kind, BLOCK, RECORD};
     use cryptbak::view::Time;
     let d = TestDir::new("tar-huge");
     let size: u64 = 9 << 30;
