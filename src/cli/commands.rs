@@ -329,6 +329,7 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         delete: !a.no_delete,
         max_delete: a.max_delete,
         owners: root,
+        sync: !a.no_sync,
         ..TreeOptions::default()
     };
     let summary = export_tree(&source.view, source.dir, &sink, &opts, &progress);

@@ -99,12 +99,15 @@ enum Work {
     Inline(Entry, Arc<Dir>),
 }
 
+/// A source directory's handle (when it could be opened) and its view listing.
+type Listed = (Option<Arc<Dir>>, Listing);
+
 /// A directory being walked: the rest of its listing, and its child directories'
 /// listings being made ahead.
 struct Frame<'s> {
     src: Option<Arc<Dir>>,
     entries: std::vec::IntoIter<Entry>,
-    children: VecDeque<Arc<Ahead<'s, (Option<Arc<Dir>>, Listing)>>>,
+    children: VecDeque<Arc<Ahead<'s, Listed>>>,
 }
 
 struct Export<'a, S: StreamSink> {

@@ -46,6 +46,8 @@ pub struct TreeOptions {
     pub max_delete: Option<u64>,
     /// Owners count in the plan (they can be set: running as root).
     pub owners: bool,
+    /// Make what was written durable (syncfs) before deleting and before returning.
+    pub sync: bool,
     /// Entries handed to the pool and not yet written, at most.
     pub window: usize,
 }
@@ -58,6 +60,7 @@ impl Default for TreeOptions {
             delete: true,
             max_delete: None,
             owners: false,
+            sync: true,
             window: 1024,
         }
     }
@@ -110,6 +113,9 @@ enum Primary<D> {
     Failed,
 }
 
+/// Hard-linked files met so far, by (device, inode).
+type Groups<D> = HashMap<(u64, u64), Group<D>>;
+
 /// The names of one hard-linked file met so far.
 struct Group<D> {
     /// View path of the first name, which holds the data.
@@ -127,7 +133,7 @@ struct Tree<'a, S: TreeSink> {
     encryptors: Encryptors<'a>,
     prefetch: Prefetch,
     window: Window,
-    links: Mutex<HashMap<(u64, u64), Group<S::Dir>>>,
+    links: Mutex<Groups<S::Dir>>,
     stale: Mutex<Vec<Stale>>,
 }
 
@@ -164,11 +170,14 @@ pub fn export_tree<S: TreeSink>(
     // Stopped by a signal: what was written is complete (temporary files of the files
     // in flight are gone), but deleting now would make a partial tree look finished.
     crate::cancel::check()?;
-    if !opts.dry_run {
+    // Whatever replaces a stale entry (a renamed file's new name) is on disk before the
+    // stale entry goes, and everything is before success is reported.
+    let sync = opts.sync && !opts.dry_run;
+    if sync {
         sink.sync()?;
     }
     t.delete_stale();
-    if !opts.dry_run {
+    if sync {
         sink.sync()?;
     }
     crate::cancel::check()?;
@@ -563,10 +572,11 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                 return None;
             }
         }
-        let (e, written, read, id) = if let Payload::File { .. } = e.payload {
-            match self.write_file(n, dest, &name, e) {
+        let mut e = e;
+        let (written, read, id) = if let Payload::File { .. } = e.payload {
+            match self.write_file(n, dest, &name, &mut e) {
                 Ok(x) => x,
-                Err((e, msg)) => {
+                Err(msg) => {
                     self.tally.error(&e, msg);
                     return None;
                 }
@@ -577,8 +587,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                 self.tally.error(&e, err.to_string());
                 return None;
             }
-            let len = bytes.len() as u64;
-            (e, len, 0, None)
+            (bytes.len() as u64, 0, None)
         };
         self.tally.kind(&e);
         add(&self.tally.counters.bytes_written, written);
@@ -588,36 +597,35 @@ impl<'a, S: TreeSink> Tree<'a, S> {
         id
     }
 
-    /// Write a regular file, reading it once more if it changed while it was read.
-    /// Returns the entry as written, the bytes written and read, and what was placed;
-    /// or the entry and what went wrong (the previous backup of it is then kept).
-    #[allow(clippy::type_complexity)]
+    /// Write a regular file, reading it once more if it changed while it was read (`e`
+    /// is then updated to what it is now). Returns the bytes written and read and the
+    /// identity of what was placed, or what went wrong (the previous backup of it is
+    /// then kept).
     fn write_file(
         &self,
         n: &Node<S::Dir>,
         dest: &S::Dir,
         name: &[u8],
-        e: Entry,
-    ) -> std::result::Result<(Entry, u64, u64, Option<Identity>), (Entry, String)> {
+        e: &mut Entry,
+    ) -> std::result::Result<(u64, u64, Option<Identity>), String> {
         let Some(src) = n.src.as_deref() else {
-            return Err((e, "its directory could not be read".into()));
+            return Err("its directory could not be read".into());
         };
-        let mut e = e;
         for attempt in 0..2 {
             let last = attempt == 1;
-            let mut file = match source::open_file(src, &e) {
+            let mut file = match source::open_file(src, e) {
                 Ok(f) => f,
                 Err(_) if !last => {
-                    e = self.refresh(src, e)?;
+                    *e = source::refresh(self.view, src, e).map_err(|p| p.msg)?;
                     continue;
                 }
-                Err(err) => return Err((e, format!("cannot open: {err}"))),
+                Err(err) => return Err(format!("cannot open: {err}")),
             };
-            let plain = plain_size(&e);
+            let plain = plain_size(e);
             let mut outcome = None;
             let placed = self.encryptors.with(|enc| {
-                self.sink.write_file(dest, name, &e, &mut |w| {
-                    let o = encrypt::encrypt(enc, src, &e, &mut file, w)?;
+                self.sink.write_file(dest, name, e, &mut |w| {
+                    let o = encrypt::encrypt(enc, src, e, &mut file, w)?;
                     let keep = o.error.is_none() && (last || o.is_clean(plain));
                     outcome = Some(o);
                     Ok(keep)
@@ -625,7 +633,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
             });
             let o = outcome.unwrap_or_default();
             match placed {
-                Err(err) => return Err((e, err.to_string())),
+                Err(err) => return Err(err.to_string()),
                 Ok(Some(id)) => {
                     if !o.is_clean(plain) {
                         let msg = format!(
@@ -635,21 +643,17 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                                 "the backup holds what was read; the next run writes it again"
                             )
                         );
-                        self.tally.error(&e, msg);
+                        self.tally.error(e, msg);
                     }
-                    return Ok((e, cipher_size(o.read), o.read, Some(id)));
+                    return Ok((cipher_size(o.read), o.read, Some(id)));
                 }
                 Ok(None) if o.error.is_some() => {
-                    return Err((e, o.problem(plain, "the previous backup of it is kept")));
+                    return Err(o.problem(plain, "the previous backup of it is kept"));
                 }
-                Ok(None) => e = self.refresh(src, e)?,
+                Ok(None) => *e = source::refresh(self.view, src, e).map_err(|p| p.msg)?,
             }
         }
         unreachable!("the second attempt always returns")
-    }
-
-    fn refresh(&self, src: &Dir, e: Entry) -> std::result::Result<Entry, (Entry, String)> {
-        source::refresh(self.view, src, &e).map_err(|p| (e, p.msg))
     }
 
     /// `--checksum`: re-encrypt a file whose quick check matched and compare the bytes.
@@ -664,18 +668,28 @@ impl<'a, S: TreeSink> Tree<'a, S> {
             self.tally.error(e, "its directory could not be read");
             return Err(());
         };
-        let same = source::open_file(src, e)
-            .map_err(|err| format!("cannot open: {err}"))
-            .and_then(|mut file| {
-                self.encryptors.with(|enc| {
-                    self.sink
-                        .same_bytes(dest, seen, &mut |w| {
-                            let o = encrypt::encrypt(enc, src, e, &mut file, w)?;
-                            Ok(o.error.is_none())
-                        })
-                        .map_err(|err| err.to_string())
+        let same = match e.payload.virtual_bytes() {
+            Some(bytes) => self
+                .sink
+                .same_bytes(dest, seen, &mut |w| {
+                    w.write_all(bytes)
+                        .map_err(|err| Error::io(encrypt::show_cpath(&e.cpath), err))?;
+                    Ok(true)
                 })
-            });
+                .map_err(|err| err.to_string()),
+            None => source::open_file(src, e)
+                .map_err(|err| format!("cannot open: {err}"))
+                .and_then(|mut file| {
+                    self.encryptors.with(|enc| {
+                        self.sink
+                            .same_bytes(dest, seen, &mut |w| {
+                                let o = encrypt::encrypt(enc, src, e, &mut file, w)?;
+                                Ok(o.error.is_none())
+                            })
+                            .map_err(|err| err.to_string())
+                    })
+                }),
+        };
         match same {
             Ok(true) => {
                 self.tally.kind(e);

@@ -28,43 +28,32 @@ pub struct RunLock {
     pub path: PathBuf,
 }
 
-/// Where lock files go for this user.
-fn lock_dir() -> Option<PathBuf> {
+/// Where lock files may go for this user, best first.
+fn lock_dirs() -> Vec<PathBuf> {
     if let Some(d) = std::env::var_os("CRYPTBAK_LOCK_DIR") {
-        return Some(PathBuf::from(d));
+        return vec![PathBuf::from(d)];
     }
-    if rustix::process::geteuid().is_root() {
-        return Some(PathBuf::from("/run/cryptbak"));
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return vec![PathBuf::from("/run/cryptbak")];
     }
+    let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return Some(Path::new(&d).join("cryptbak"));
+        dirs.push(Path::new(&d).join("cryptbak"));
     }
-    let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
-    Some(Path::new(&home).join(".cache").join("cryptbak"))
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        dirs.push(Path::new(&home).join(".cache").join("cryptbak"));
+    }
+    // Last resort (HOME may be someone else's, as under setpriv): refused below unless
+    // it is ours and private, so nobody else can prepare it for us.
+    dirs.push(PathBuf::from(format!("/tmp/cryptbak-{}", uid.as_raw())));
+    dirs
 }
 
 /// Open (creating it if needed) a directory that belongs to us and that no one else
 /// may write or enter; refuse one that is anything else.
 fn private_dir(path: &Path) -> io::Result<Dir> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("not a directory name"))?;
-    let name = std::os::unix::ffi::OsStrExt::as_bytes(name);
-    if !parent.as_os_str().is_empty() && parent != Path::new("/") {
-        std::fs::create_dir_all(parent)?;
-    }
-    let p = Dir::open_root(if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    })?;
-    match p.mkdir_at(name, 0o700) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let d = p.open_dir(name)?;
+    let d = open_or_make(path, 1)?;
     let st = d.stat()?;
     let me = rustix::process::geteuid().as_raw();
     if st.st_mode & S_IFMT != S_IFDIR || st.st_uid != me || st.st_mode & 0o077 != 0 {
@@ -75,19 +64,52 @@ fn private_dir(path: &Path) -> io::Result<Dir> {
     Ok(d)
 }
 
+/// Open the directory `path`, making it (mode 0700) if missing, and its parents up to
+/// `parents` levels (`~/.cache` may not exist yet).
+fn open_or_make(path: &Path, parents: usize) -> io::Result<Dir> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Dir::open_root(path),
+    };
+    let name = path
+        .file_name()
+        .map(std::os::unix::ffi::OsStrExt::as_bytes)
+        .ok_or_else(|| io::Error::other("not a directory name"))?;
+    let p = match Dir::open_root(parent) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && parents > 0 => {
+            open_or_make(parent, parents - 1)?
+        }
+        other => other?,
+    };
+    match p.mkdir_at(name, 0o700) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    p.open_dir(name)
+}
+
 impl RunLock {
     /// Take the lock for the destination directory `dest`, or say that another run
     /// holds it.
     pub fn acquire(dest: &Dir) -> Result<RunLock> {
         let st = dest.stat().map_err(|e| Error::io(dest.path(), e))?;
-        let dir_path = lock_dir().ok_or_else(|| {
-            Error::Usage(
-                "cannot find a directory for the run lock: set HOME, XDG_RUNTIME_DIR or CRYPTBAK_LOCK_DIR"
-                    .into(),
-            )
-        })?;
-        let dir = private_dir(&dir_path)
-            .map_err(|e| Error::invalid(&dir_path, format!("lock directory: {e}")))?;
+        let mut tried = Vec::new();
+        let dir = lock_dirs()
+            .into_iter()
+            .find_map(|p| match private_dir(&p) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tried.push(format!("{}: {e}", p.display()));
+                    None
+                }
+            })
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no private directory for the run lock ({}); set CRYPTBAK_LOCK_DIR to a directory only you can write",
+                    tried.join("; ")
+                ))
+            })?;
         let name: OsString = format!("dest-{}-{}.lock", st.st_dev, st.st_ino).into();
         let name = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec();
         let path = dir.show(&name);
