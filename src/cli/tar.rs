@@ -72,6 +72,11 @@ enum Output {
 }
 
 fn open_output(target: &Path) -> Result<Output> {
+    open_output_at(target, 0)
+}
+
+/// `open_output`, `depth` symlinks (the user's own) into the target.
+fn open_output_at(target: &Path, depth: usize) -> Result<Output> {
     use std::os::unix::fs::FileTypeExt;
     if is_stdout(target) {
         // Write to fd 1 directly: Rust's `Stdout` is line-buffered, wrong for binary data.
@@ -113,12 +118,13 @@ fn open_output(target: &Path) -> Result<Output> {
                     ),
                 ));
             }
-            let resolved = std::fs::metadata(target).map_err(|e| Error::io(target, e))?;
-            if resolved.file_type().is_file() {
-                // Replace the file it points to, not the symlink.
-                let real = target.canonicalize().map_err(|e| Error::io(target, e))?;
-                return open_output(&real);
+            // Write where it points (as `> FILE` would), not over the symlink.
+            if depth >= 8 {
+                return Err(Error::invalid(target, "too many levels of symlinks"));
             }
+            let to = dir.read_link_at(&name).map_err(|e| Error::io(target, e))?;
+            let to = parent.join(std::ffi::OsStr::from_bytes(&to));
+            return open_output_at(&to, depth + 1);
         } else if m.file_type() == cryptbak::view::S_IFDIR {
             return Err(Error::invalid(target, "is a directory"));
         }

@@ -515,3 +515,116 @@ fn another_user_holding_every_lock_it_can_open_does_not_stop_the_export() {
     }
     hits.check(o.status.code() != Some(0), || show_output(&o));
 }
+
+#[test]
+fn a_symlink_planted_at_the_tar_file_is_never_written_through() {
+    if !need_root("attack_tar_symlink") {
+        return;
+    }
+    let h = Home::new("attack-tar");
+    h.user_file("f", b"data");
+    // A directory others can write (as /tmp is), where the user plants the name.
+    let drop_box = h.t.join("box");
+    fs::create_dir(&drop_box).unwrap();
+    fs::set_permissions(&drop_box, fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = h.t.join("victim");
+    fs::write(&victim, b"root's file").unwrap();
+    let planted = drop_box.join("home.tar");
+    run_ok(attacker().cmd("ln").arg("-s").arg(&victim).arg(&planted));
+    let o = h.export_tar(&planted);
+    assert_eq!(o.status.code(), Some(1), "{}", show_output(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("symlink owned by"),
+        "{}",
+        show_output(&o)
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"root's file");
+    // A device named on purpose is written to, and root's own symlink is followed.
+    assert_finished(&h.export_tar(Path::new("/dev/null")), "--tar /dev/null");
+    let mine = h.t.join("mine.tar");
+    symlink(h.t.join("real.tar"), &mine).unwrap();
+    assert_finished(&h.export_tar(&mine), "--tar through root's own symlink");
+    assert!(fs::metadata(h.t.join("real.tar")).unwrap().len() > 0);
+    assert!(fs::symlink_metadata(&mine)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// The key never reaches a core file: the process is not dumpable (which also keeps
+/// other processes of the same user from reading its memory) and may not dump core.
+/// Checked on a running export, held while its password command waits.
+#[test]
+fn a_running_export_cannot_dump_core_or_be_read_by_its_user() {
+    if !need_root("attack_core") {
+        return;
+    }
+    let h = Home::new("attack-core");
+    h.user_file("f", b"data");
+    let marks = h.t.join("marks");
+    fs::create_dir(&marks).unwrap();
+    attacker().own(&marks);
+    let (asked, go) = (marks.join("asked"), marks.join("go"));
+    let extpass = h.t.join("extpass.sh");
+    fs::write(
+        &extpass,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nwhile [ ! -e '{}' ]; do sleep 0.01; done\necho '{PASSWORD}'\n",
+            asked.display(),
+            go.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&extpass, fs::Permissions::from_mode(0o755)).unwrap();
+    // Run as the user, so that "readable by its user" means something.
+    let dest = h.t.join("dest");
+    fs::create_dir(&dest).unwrap();
+    attacker().own(&dest);
+    fs::set_permissions(&h.home, fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = h.home.join(".gocryptfs.reverse.conf");
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o444)).unwrap();
+    let bin = std::env::var_os("CRYPTBAK_IT_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cryptbak").into());
+    let mut child = attacker()
+        .cmd(bin.to_str().unwrap())
+        .args(["export", "-q", "--extpass"])
+        .arg(&extpass)
+        .arg(&h.user)
+        .arg(&dest)
+        .arg("--config")
+        .arg(&conf)
+        .env("CRYPTBAK_LOCK_DIR", marks.join("locks"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + timeout();
+    while !asked.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "export ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never asked for the password"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = child.id();
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .to_string();
+    // A process that is not dumpable has its /proc files owned by root.
+    let owner = fs::metadata(format!("/proc/{pid}/mem")).unwrap().uid();
+    fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show_output(&out));
+    assert!(
+        core.split_whitespace().filter(|w| *w == "0").count() == 2,
+        "core dumps are allowed: {core}"
+    );
+    assert_eq!(
+        owner, 0,
+        "the export is dumpable (its memory is open to its user)"
+    );
+}
