@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::sync::Mutex;
 
 use crate::content::{ContentCipher, FileEncryptor, FileIvs};
@@ -161,9 +160,4 @@ impl<'a> Encryptors<'a> {
         self.free.lock().expect("no panics while held").push(enc);
         out
     }
-}
-
-/// A view path as a `Path`, for messages.
-pub fn show_cpath(cpath: &[u8]) -> &Path {
-    crate::cpath::as_path(cpath)
 }

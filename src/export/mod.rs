@@ -152,38 +152,3 @@ impl<'a> Tally<'a> {
         self.progress.entry_done(&e.cpath, bytes);
     }
 }
-
-/// Depth-first order with each directory's names sorted bytewise: paths compared
-/// component by component (so `a/b` comes before `a-c`, unlike a plain byte compare).
-pub fn traversal_order(a: &std::path::Path, b: &std::path::Path) -> std::cmp::Ordering {
-    use std::os::unix::ffi::OsStrExt;
-    a.components()
-        .map(|c| c.as_os_str().as_bytes())
-        .cmp(b.components().map(|c| c.as_os_str().as_bytes()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn traversal_order_is_depth_first_by_name() {
-        let mut v = vec![
-            Path::new("r/a-c"),
-            Path::new("r/a/b"),
-            Path::new("r/a"),
-            Path::new("r/B"),
-        ];
-        v.sort_by(|a, b| traversal_order(a, b));
-        assert_eq!(
-            v,
-            [
-                Path::new("r/B"),
-                Path::new("r/a"),
-                Path::new("r/a/b"),
-                Path::new("r/a-c")
-            ]
-        );
-    }
-}

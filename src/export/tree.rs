@@ -673,7 +673,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                 .sink
                 .same_bytes(dest, seen, &mut |w| {
                     w.write_all(bytes)
-                        .map_err(|err| Error::io(encrypt::show_cpath(&e.cpath), err))?;
+                        .map_err(|err| Error::io(cpath::as_path(&e.cpath), err))?;
                     Ok(true)
                 })
                 .map_err(|err| err.to_string()),
@@ -808,7 +808,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                 "not backed up: it is a hard link to {}, which could not be written",
                 self.view
                     .root()
-                    .join(encrypt::show_cpath(primary))
+                    .join(cpath::as_path(primary))
                     .display()
             );
             return self.tally.error(e, msg);
@@ -900,7 +900,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                     action: Action::Delete,
                     kind: plan::kind_char(seen.meta.mode),
                     delta: Delta::default(),
-                    cpath: encrypt::show_cpath(&cpath::join(&parent.cpath, &seen.name))
+                    cpath: cpath::as_path(&cpath::join(&parent.cpath, &seen.name))
                         .to_path_buf(),
                     path: None,
                 });
