@@ -110,10 +110,10 @@ fn action_name(a: Action) -> &'static str {
 }
 
 impl Progress for StderrReport {
-    fn entry_done(&self, cpath: &[u8], _bytes: u64) {
+    fn entry_done(&self, shown: &Path, _bytes: u64) {
         let Some(bar) = &self.bar else { return };
         bar.inc(1);
-        let mut name = sanitize(&String::from_utf8_lossy(cpath));
+        let mut name = show_path(shown);
         if name.chars().count() > 50 {
             let tail: String = name
                 .chars()
@@ -167,7 +167,10 @@ impl StderrReport {
                 let v = serde_json::json!({
                     "event": "change",
                     "action": action_name(c.action),
-                    "path": c.cpath.to_string_lossy(),
+                    "kind": c.kind.to_string(),
+                    "path": c.path.as_ref().map(|p| p.to_string_lossy()),
+                    "view_file": c.view_file,
+                    "cpath": c.cpath.to_string_lossy(),
                     "itemized": c.itemize(),
                 });
                 println!("{v}");

@@ -12,7 +12,7 @@ use cryptbak::names::CONF_NAME;
 use cryptbak::progress::{Problem, Progress, Severity};
 use cryptbak::restore::{Aead, Keys, Layout};
 use cryptbak::sink::dir::DirSink;
-use cryptbak::verify::{self, PathNames, Summary, VerifyOptions};
+use cryptbak::verify::{self, Summary, VerifyOptions};
 use cryptbak::{Error, Result};
 
 use super::args::{SelectArgs, VerifyArgs};
@@ -94,7 +94,6 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
         }
     };
     set_threads(a.jobs);
-    let names = PathNames::new(&a.backup, &keys);
     let progress = StderrReport::new(false, Output::Quiet, false);
     let opts = VerifyOptions {
         // An export's tree is reverse-made by construction.
@@ -124,18 +123,14 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
         diffs = d.changes.into_inner().expect("no panics while held");
         diffs.sort_by(|x, y| x.cpath.cmp(&y.cpath));
     }
-    let plain_of =
-        |c: &Change| names.plain(std::os::unix::ffi::OsStrExt::as_bytes(c.cpath.as_os_str()));
     if !a.json {
+        // Each line names the plaintext (the plan knows it), as export -v does.
         for c in &diffs {
-            let plain = plain_of(c)
-                .map(|p| format!("  [plaintext: {}]", show_path(&p)))
-                .unwrap_or_default();
-            println!("{}{plain}", sanitize(&c.itemize()));
+            println!("{}", sanitize(&c.itemize()));
         }
     }
     if a.json {
-        print_json(&summary, &diffs, compare_errors, &plain_of, started);
+        print_json(&summary, &diffs, compare_errors, started);
     } else if !a.quiet {
         print_summary(
             &summary,
@@ -226,20 +221,15 @@ in {:.2} s ({:.0} MB/s); backup: {}, {}{tail}{}",
     );
 }
 
-fn print_json(
-    s: &Summary,
-    diffs: &[Change],
-    compare_errors: u64,
-    plain_of: &dyn Fn(&Change) -> Option<std::path::PathBuf>,
-    started: Instant,
-) {
+fn print_json(s: &Summary, diffs: &[Change], compare_errors: u64, started: Instant) {
     let differences: Vec<serde_json::Value> = diffs
         .iter()
         .map(|c| {
             serde_json::json!({
                 "itemized": c.itemize(),
-                "path": c.cpath.to_string_lossy(),
-                "plaintext": plain_of(c).map(|p| p.to_string_lossy().into_owned()),
+                "path": c.path.as_ref().map(|p| p.to_string_lossy()),
+                "view_file": c.view_file,
+                "cpath": c.cpath.to_string_lossy(),
             })
         })
         .collect();

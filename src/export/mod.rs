@@ -149,6 +149,6 @@ impl<'a> Tally<'a> {
     }
 
     pub fn done(&self, e: &Entry, bytes: u64) {
-        self.progress.entry_done(&e.cpath, bytes);
+        self.progress.entry_done(self.view.relative(e), bytes);
     }
 }

@@ -152,8 +152,21 @@ pub struct Change {
     pub delta: Delta,
     /// Path inside the destination (a view path).
     pub cpath: PathBuf,
-    /// The plaintext path relative to SRC, when known.
+    /// The plaintext path relative to SRC, when known: what a person knows the entry by.
     pub path: Option<PathBuf>,
+    /// For a file that exists only in the view: which (`gocryptfs.diriv`, ...); `path`
+    /// then names the plaintext it belongs to.
+    pub view_file: Option<&'static str>,
+}
+
+/// What the view's own files are called in change lists.
+pub fn view_file(p: &Payload) -> Option<&'static str> {
+    match p {
+        Payload::DirIv(_) => Some("gocryptfs.diriv"),
+        Payload::LongName(_) => Some("long name"),
+        Payload::Config(_) => Some("gocryptfs.conf"),
+        _ => None,
+    }
 }
 
 impl Change {
@@ -164,6 +177,25 @@ impl Change {
             delta,
             cpath: crate::cpath::as_path(&e.cpath).to_path_buf(),
             path,
+            view_file: view_file(&e.payload),
+        }
+    }
+
+    /// The entry as a person reads it: its plaintext path (with the view file it is,
+    /// for those), else its path in the view.
+    pub fn shown(&self) -> String {
+        let show = |p: &std::path::Path| {
+            let s = p.display().to_string();
+            if s.is_empty() {
+                ".".to_string()
+            } else {
+                s
+            }
+        };
+        match (&self.path, self.view_file) {
+            (Some(p), Some(v)) => format!("{} [{v}]", show(p)),
+            (Some(p), None) => show(p),
+            (None, _) => show(&self.cpath),
         }
     }
 
@@ -199,15 +231,9 @@ impl Change {
         }
     }
 
-    /// `flags cpath`, the line rsync would print for the view.
+    /// `flags path`: rsync's itemized line, naming the plaintext.
     pub fn itemize(&self) -> String {
-        let path = self.cpath.display().to_string();
-        let path = if path.is_empty() {
-            "./".to_string()
-        } else {
-            path
-        };
-        format!("{} {path}", self.flags())
+        format!("{} {}", self.flags(), self.shown())
     }
 }
 
@@ -323,6 +349,7 @@ mod tests {
             delta,
             cpath: PathBuf::from("a/b"),
             path: None,
+            view_file: None,
         };
         assert_eq!(
             c(Action::Create, 'f', Delta::default()).itemize(),
@@ -347,5 +374,11 @@ mod tests {
             ..Delta::default()
         };
         assert_eq!(c(Action::Metadata, 'f', p).itemize(), ".f...p..... a/b");
+        let mut plain = c(Action::Create, 'f', Delta::default());
+        plain.path = Some(PathBuf::from("Documents/notes.txt"));
+        assert_eq!(plain.itemize(), ">f+++++++++ Documents/notes.txt");
+        plain.view_file = Some("gocryptfs.diriv");
+        plain.path = Some(PathBuf::from(""));
+        assert_eq!(plain.itemize(), ">f+++++++++ . [gocryptfs.diriv]");
     }
 }

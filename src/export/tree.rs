@@ -18,6 +18,9 @@
 //! `--dry-run` makes the same plan and reports it without changing anything.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +33,7 @@ use crate::content::cipher_size;
 use crate::cpath;
 use crate::error::{Error, Result};
 use crate::fs::{Dir, Identity};
+use crate::names::{parse_long_name, DIRIV_NAME, LONGNAME_SUFFIX};
 use crate::progress::{Problem, Progress};
 use crate::sink::TreeSink;
 use crate::view::{Entry, Listing, Payload, View};
@@ -806,10 +810,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
         let Ok(primary_id) = result else {
             let msg = format!(
                 "not backed up: it is a hard link to {}, which could not be written",
-                self.view
-                    .root()
-                    .join(cpath::as_path(primary))
-                    .display()
+                self.view.root().join(cpath::as_path(primary)).display()
             );
             return self.tally.error(e, msg);
         };
@@ -843,6 +844,43 @@ impl<'a, S: TreeSink> Tree<'a, S> {
         }
     }
 
+    /// Which plaintext the destination name `name` in the directory of `parent` stands
+    /// for (for the change list of a deletion): decrypted with the directory's IV, a
+    /// long name through its `.name` file.
+    fn stale_name(
+        &self,
+        parent: &Entry,
+        dir: &S::Dir,
+        name: &[u8],
+    ) -> (Option<PathBuf>, Option<&'static str>) {
+        let base = self.view.relative(parent).to_path_buf();
+        if name == DIRIV_NAME.as_bytes() {
+            return (Some(base), Some("gocryptfs.diriv"));
+        }
+        let (Some(codec), Payload::Dir { dir_iv }) = (&self.view.cryptor().names, &parent.payload)
+        else {
+            return (Some(base.join(OsStr::from_bytes(name))), None);
+        };
+        let (cname, view_file) = match parse_long_name(name) {
+            Some((_, is_name_file)) => {
+                let file = if is_name_file {
+                    name.to_vec()
+                } else {
+                    [name, LONGNAME_SUFFIX.as_bytes()].concat()
+                };
+                match self.sink.read_name_file(dir, &file) {
+                    Some(c) => (c, is_name_file.then_some("long name")),
+                    None => return (None, None),
+                }
+            }
+            None => (name.to_vec(), None),
+        };
+        match codec.decrypt(dir_iv, &cname) {
+            Ok(plain) => (Some(base.join(OsStr::from_bytes(&plain))), view_file),
+            Err(_) => (None, None),
+        }
+    }
+
     /// Remove what the destination holds that the view no longer has: only now, once
     /// everything new is in place and durable, and not at all beyond `--max-delete`.
     fn delete_stale(&self) {
@@ -873,7 +911,9 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                 match self.sink.count(&dir, &seen) {
                     Ok(c) => {
                         total += c;
-                        counted.push((seen, c));
+                        // Named now: a long name's .name file may go first.
+                        let shown = self.stale_name(&parent, &dir, &seen.name);
+                        counted.push((seen, c, shown));
                     }
                     Err(err) => self.tally.error(&parent, err.to_string()),
                 }
@@ -888,7 +928,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
             return;
         }
         for (parent, dir, items) in resolved {
-            for (seen, count) in &items {
+            for (seen, count, (path, view_file)) in items.iter() {
                 if !self.opts.dry_run {
                     if let Err(err) = self.sink.remove(&dir, seen) {
                         self.tally.error(&parent, err.to_string());
@@ -900,9 +940,9 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                     action: Action::Delete,
                     kind: plan::kind_char(seen.meta.mode),
                     delta: Delta::default(),
-                    cpath: cpath::as_path(&cpath::join(&parent.cpath, &seen.name))
-                        .to_path_buf(),
-                    path: None,
+                    cpath: cpath::as_path(&cpath::join(&parent.cpath, &seen.name)).to_path_buf(),
+                    path: path.clone(),
+                    view_file: *view_file,
                 });
             }
             if !self.opts.dry_run && !items.is_empty() {

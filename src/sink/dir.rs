@@ -617,6 +617,14 @@ impl TreeSink for DirSink {
         Ok(1 + Self::count_tree(d).at(&shown)?)
     }
 
+    fn read_name_file(&self, dir: &Dir, name: &[u8]) -> Option<Vec<u8>> {
+        let max = crate::restore::MAX_NAME_FILE;
+        dir.read_small(name, max)
+            .ok()
+            .map(|(bytes, _)| bytes)
+            .filter(|b| b.len() <= max)
+    }
+
     fn resolve(&self, cpath: &[u8]) -> Result<Dir> {
         let mut d = self.root()?.try_clone().at(&self.path)?;
         for part in cpath.split(|&c| c == b'/').filter(|p| !p.is_empty()) {

@@ -72,6 +72,9 @@ pub trait TreeSink: Sync {
     fn remove(&self, parent: &Self::Dir, seen: &Existing) -> Result<()>;
     /// How many entries removing `seen` takes (1, or the size of its tree).
     fn count(&self, parent: &Self::Dir, seen: &Existing) -> Result<u64>;
+    /// The content of the small file `name` in `dir` (a long name's `.name` file), to
+    /// say which plaintext a stale entry was; `None` if it cannot be read.
+    fn read_name_file(&self, dir: &Self::Dir, name: &[u8]) -> Option<Vec<u8>>;
     /// Find the directory at view path `cpath` again (for work done after the walk).
     fn resolve(&self, cpath: &[u8]) -> Result<Self::Dir>;
     /// Make everything written so far durable.
