@@ -390,28 +390,24 @@ fn warn_if_shared(dest: &Path) {
     }
 }
 
+/// One line, whose numbers add up: every entry of the view is one of the kinds listed,
+/// and was written, updated in place or left unchanged.
 fn print_summary(s: &Summary, started: Instant, dest: &Path, dry_run: bool) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes_read as f64 / 1e6;
     eprintln!(
-        "cryptbak: {}{} files, {} dirs, {} symlinks, {} special, {} hard links in {}: \
-{} written, {} metadata only, {} unchanged, {} deleted; {:.1} MB read, {:.1} MB written, {:.2} s, {:.0} MB/s{}",
+        "cryptbak: {}{} in {}: {} written, {} updated in place, {} unchanged, {} deleted; {:.1} MB written, {:.2} s, {:.0} MB/s{}",
         if dry_run { "DRY RUN, nothing changed: " } else { "" },
-        s.files,
-        s.dirs,
-        s.symlinks,
-        s.specials,
-        s.hard_links,
+        report::export_kinds(s),
         show_path(dest),
         s.written,
         s.metadata_only,
         s.unchanged,
         s.deleted,
-        mb,
         s.bytes_written as f64 / 1e6,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
-        if s.errors > 0 { format!("; {} ERRORS, the backup is incomplete", s.errors) } else { String::new() }
+        report::errors_tail(s.errors, "the backup is incomplete")
     );
 }
 

@@ -36,6 +36,45 @@ pub fn error(msg: &str) {
     let _ = writeln!(std::io::stderr(), "cryptbak: error: {msg}");
 }
 
+/// `1 file`, `2 files`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What an export consisted of, the same way for a directory and a tar stream:
+/// `5 files (5.1 MB), 4 directories, 1 symlink, 1 hard link, 7 gocryptfs files`
+/// (kinds with none left out, files and directories always shown).
+pub fn export_kinds(s: &cryptbak::export::Summary) -> String {
+    let mut parts = vec![
+        format!(
+            "{} ({:.1} MB)",
+            count(s.files, "file", "files"),
+            s.bytes_read as f64 / 1e6
+        ),
+        count(s.dirs, "directory", "directories"),
+    ];
+    for (n, one, many) in [
+        (s.symlinks, "symlink", "symlinks"),
+        (s.specials, "special file", "special files"),
+        (s.hard_links, "hard link", "hard links"),
+        (s.virtual_files, "gocryptfs file", "gocryptfs files"),
+    ] {
+        if n > 0 {
+            parts.push(count(n, one, many));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `; 3 ERRORS, the backup is incomplete` when there were errors.
+pub fn errors_tail(errors: u64, what: &str) -> String {
+    if errors == 0 {
+        String::new()
+    } else {
+        format!("; {}, {what}", count(errors, "ERROR", "ERRORS"))
+    }
+}
+
 /// What goes to stdout besides problems on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {

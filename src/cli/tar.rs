@@ -247,22 +247,12 @@ fn print_summary(s: &Summary, started: Instant, label: &Path) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes_read as f64 / 1e6;
     eprintln!(
-        "cryptbak: archived {} files, {} dirs, {} symlinks, {} special, {} hard links to {} \
-({:.1} MB read, {:.1} MB of tar, {:.2} s, {:.0} MB/s){}",
-        s.files,
-        s.dirs,
-        s.symlinks,
-        s.specials,
-        s.hard_links,
+        "cryptbak: archived {} to {} ({:.1} MB of tar, {:.2} s, {:.0} MB/s){}",
+        super::report::export_kinds(s),
         show_path(label),
-        mb,
         s.bytes_written as f64 / 1e6,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
-        if s.errors > 0 {
-            format!("; {} ERRORS, the backup is incomplete", s.errors)
-        } else {
-            String::new()
-        }
+        super::report::errors_tail(s.errors, "the backup is incomplete")
     );
 }

@@ -361,7 +361,13 @@ impl<'a, S: TreeSink> Tree<'a, S> {
             self.tally.problem(p);
         }
         self.tally.kind(&e);
-        let dest = match self.make_dir(parent, &e, seen.as_ref(), work.dest.take()) {
+        // A destination that held nothing at all counts as made by this run, the same
+        // whether it existed empty, was made by the caller, or is only planned.
+        let fresh = parent.is_none()
+            && work.existing.iter().all(Option::is_none)
+            && work.stale.is_empty()
+            && work.temps.is_empty();
+        let dest = match self.make_dir(parent, &e, seen.as_ref(), work.dest.take(), fresh) {
             Ok(d) => d,
             Err(err) => {
                 self.tally.error(&e, err.to_string());
@@ -410,15 +416,24 @@ impl<'a, S: TreeSink> Tree<'a, S> {
         e: &Entry,
         seen: Option<&Existing>,
         existing: Option<Arc<S::Dir>>,
+        fresh: bool,
     ) -> Result<Option<Arc<S::Dir>>> {
         if let Some(d) = existing {
             if !self.opts.dry_run {
                 self.sink.prepare_dir(&d, e)?;
             }
+            // Its final mode and times come once its contents are done.
+            let action = if fresh {
+                Action::Create
+            } else {
+                Action::Unchanged
+            };
+            self.tally.action(action, e, Delta::default());
             return Ok(Some(d));
         }
         let Some(parent) = parent else {
-            // The root: opened (or created) before the walk.
+            // The root of a dry run into a destination that does not exist yet.
+            self.tally.action(Action::Create, e, Delta::default());
             return Ok(None);
         };
         if seen.is_some_and(Existing::is_dir) {

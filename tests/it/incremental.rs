@@ -621,3 +621,67 @@ fn file_changed_during_read_is_written_again() {
         );
     }
 }
+
+/// One counting rule: a dry run reports exactly the counts the real run then has (kinds,
+/// written, updated in place, unchanged, deleted, with a whole deleted tree counted entry
+/// by entry, as --max-delete counts it), and the kinds add up to what was looked at.
+#[test]
+fn dry_run_counts_equal_the_real_run() {
+    let t = TestDir::new("counts");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    build_varied(
+        &src,
+        VariedOpts {
+            seed: 9,
+            root_gocryptfs_conf: false,
+        },
+    );
+    init_fast(&src, &pw);
+    let summary = |extra: &[&str]| -> serde_json::Value {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("--json")];
+        args.extend(extra.iter().map(OsStr::new));
+        let out = run_ok(&mut export_cmd(&src, &dest, &pw, &args));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let last = text.lines().last().expect("a summary line");
+        let mut v: serde_json::Value = serde_json::from_str(last).unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v.as_object_mut().unwrap().remove("bytes_written");
+        v.as_object_mut().unwrap().remove("bytes_read");
+        v
+    };
+    let check = |what: &str| {
+        let planned = summary(&["-n"]);
+        let done = summary(&[]);
+        assert_eq!(
+            planned, done,
+            "{what}: the dry run's counts differ from the run's"
+        );
+        let n = |k: &str| done[k].as_u64().unwrap();
+        assert_eq!(
+            n("files")
+                + n("dirs")
+                + n("symlinks")
+                + n("specials")
+                + n("hard_links")
+                + n("virtual_files"),
+            n("written") + n("metadata_only") + n("unchanged"),
+            "{what}: the kinds do not add up: {done}"
+        );
+        done
+    };
+    check("fresh export");
+    // Change some, delete a whole subtree (counted entry by entry).
+    let victim = fs::read_dir(&src)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().unwrap().is_dir())
+        .expect("a subdirectory")
+        .path();
+    fs::remove_dir_all(&victim).unwrap();
+    fs::write(src.join("new-file"), b"new").unwrap();
+    let done = check("after changes");
+    assert!(done["deleted"].as_u64().unwrap() > 1, "{done}");
+    check("no change");
+}

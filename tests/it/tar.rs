@@ -731,7 +731,8 @@ fn tar_file_output_and_usage() {
     fs::write(&t, b"old contents").unwrap();
     let out = run_ok(&mut w.tar_cmd(t.as_os_str(), &[]));
     assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("cryptbak: archived 1 files, 1 dirs"),
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("cryptbak: archived 1 file (0.0 MB), 1 directory"),
         "{}",
         show_output(&out)
     );
