@@ -105,7 +105,11 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Print less
+    /// Write the master key to FILE (mode 0400, never over an existing file) instead of printing it
+    #[arg(long, value_name = "FILE")]
+    pub masterkey_file: Option<PathBuf>,
+
+    /// Print nothing, not even the master key
     #[arg(short, long)]
     pub quiet: bool,
 

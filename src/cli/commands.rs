@@ -1,6 +1,5 @@
 //! The subcommands: turn parsed arguments into library calls.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,14 +35,17 @@ pub(crate) fn warn_to_stderr(msg: String) {
     report::warn(&msg);
 }
 
+/// What the master key is for, said where it is shown (`gocryptfs -init` says as much).
+const MASTER_KEY_NOTE: &str = "It opens the backup without the password and without the config \
+(cryptbak restore --masterkey, gocryptfs -masterkey): write it down and keep it apart from the \
+backup. It is not shown again.";
+
 pub fn init(a: &InitArgs) -> Result<i32> {
     let path = a
         .config
         .clone()
         .unwrap_or_else(|| a.src.join(REVERSE_CONF_NAME));
-    if !a.src.is_dir() {
-        return Err(Error::invalid(&a.src, "not a directory"));
-    }
+    open_dir_arg(&a.src, "SRC")?;
     if path.symlink_metadata().is_ok() {
         return Err(Error::ConfigExists { path });
     }
@@ -56,18 +58,66 @@ pub fn init(a: &InitArgs) -> Result<i32> {
     };
     let master = MasterKey::generate();
     let cfg = Config::create(&master, &password, &opts);
-    cfg.write_new(&path)?;
+    // The key file first: if it cannot be written, no config exists whose key is lost.
+    let key_file = match &a.masterkey_file {
+        Some(f) => Some(write_key_file(f, &master)?),
+        None => None,
+    };
+    if let Err(e) = cfg.write_new(&path) {
+        if let Some((dir, name)) = &key_file {
+            let _ = dir.unlink_at(name);
+        }
+        return Err(e);
+    }
     if !a.quiet {
         eprintln!("cryptbak: created {}", show_path(&path));
-        if std::io::stderr().is_terminal() {
-            // Shown once, on a terminal only, so it never lands in a cron log.
-            eprintln!(
-                "Your master key is:\n\n    {}\n\nKeep it somewhere safe: with it, the backup can be opened even if the config or the password is lost.",
+        match &a.masterkey_file {
+            Some(f) => eprintln!(
+                "cryptbak: master key written to {} (mode 0400). {MASTER_KEY_NOTE}",
+                show_path(f)
+            ),
+            None => println!(
+                "Your master key is:\n\n    {}\n\n{MASTER_KEY_NOTE}",
                 master.to_grouped_hex().as_str()
-            );
+            ),
         }
     }
     Ok(exit::OK)
+}
+
+/// Write the master key (grouped hex and a newline) to a new file, mode 0400, through
+/// its directory's handle: never over an existing file, never through a symlink.
+fn write_key_file(path: &Path, master: &MasterKey) -> Result<(Dir, Vec<u8>)> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(path, "not a file name"))?
+        .as_bytes()
+        .to_vec();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = open_dir_arg(parent, "the directory of --masterkey-file")?;
+    let mut f = dir.create_new(&name, 0o400).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::invalid(path, "already exists; refusing to overwrite it")
+        } else {
+            Error::io(path, e)
+        }
+    })?;
+    let mut text = master.to_grouped_hex();
+    text.push('\n');
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e));
+    if let Err(e) = written {
+        let _ = dir.unlink_at(&name);
+        return Err(e);
+    }
+    Ok((dir, name))
 }
 
 /// The master key and the format it is used with, from `--masterkey` or config + password.
