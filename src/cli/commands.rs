@@ -341,7 +341,10 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     let Some(dest) = &a.dest else {
         let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
         let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
-        let summary = super::tar::export(&source.view, source.dir, tar, &progress);
+        let summary = with_total(&source.view, &source.dir, &progress, || {
+            let dir = source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?;
+            super::tar::export(&source.view, dir, tar, &progress)
+        });
         progress.finish();
         return Ok(super::tar::report(&summary?, tar, a.quiet, started));
     };
@@ -349,6 +352,9 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     let root = running_as_root();
     if root {
         warn_if_shared(dest);
+    }
+    if std::fs::metadata(dest).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::invalid(dest, "DEST is a file, not a directory"));
     }
     if !a.dry_run {
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
@@ -382,7 +388,15 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         sync: !a.no_sync,
         ..TreeOptions::default()
     };
-    let summary = export_tree(&source.view, source.dir, &sink, &opts, &progress);
+    let summary = with_total(&source.view, &source.dir, &progress, || {
+        export_tree(
+            &source.view,
+            source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?,
+            &sink,
+            &opts,
+            &progress,
+        )
+    });
     sink.close();
     progress.finish();
     let summary = summary?;
@@ -395,6 +409,31 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         exit::PARTIAL
     } else {
         exit::OK
+    })
+}
+
+/// Run `work` while, on a terminal, another thread counts the view for the progress
+/// line's total and ETA (the way rsync and restic do): it never delays the export, and
+/// stops when the export is done.
+pub(crate) fn with_total<T: Send>(
+    view: &cryptbak::view::View,
+    src: &Dir,
+    progress: &StderrReport,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    if !progress.shows_progress() {
+        return work();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(size) = cryptbak::export::count(view, src, &stop) {
+                progress.set_total(size);
+            }
+        });
+        let out = work();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
     })
 }
 

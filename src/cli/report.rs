@@ -122,6 +122,36 @@ impl StderrReport {
         StderrReport { quiet, output, bar }
     }
 
+    /// Whether a progress line is shown (and a total is worth counting).
+    pub fn shows_progress(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// The total, once known: the line then shows `done/total entries` and an ETA.
+    pub fn set_total(&self, size: cryptbak::export::Size) {
+        let Some(bar) = &self.bar else { return };
+        bar.set_length(size.entries);
+        let base = meter::total();
+        let started = Instant::now();
+        let total_mb = size.bytes as f64 / 1e6;
+        let data = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let mb = (meter::total() - base) as f64 / 1e6;
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let _ = write!(
+                w,
+                "{mb:.1} MB written (of {total_mb:.1} MB), {:.0} MB/s",
+                mb / secs
+            );
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} {pos}/{len} entries, {data}, ETA {eta}, {wide_msg}",
+            )
+            .expect("valid template")
+            .with_key("data", data),
+        );
+    }
+
     /// Remove the progress line before the summary is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

@@ -152,3 +152,45 @@ impl<'a> Tally<'a> {
         self.progress.entry_done(self.view.relative(e), bytes);
     }
 }
+
+/// The size of a view: how many entries and plaintext bytes an export of it handles.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Count the view of the tree `src` the way an export walks it (same listings, same
+/// selection), without reading any file: for a progress line's total. Gives up, with
+/// `None`, as soon as `stop` is set.
+pub fn count(
+    view: &View,
+    src: &crate::fs::Dir,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<Size> {
+    let meta = crate::view::Meta::from_stat(&src.stat().ok()?);
+    let root = view.root_entry(meta);
+    let mut size = Size {
+        entries: 1,
+        bytes: 0,
+    };
+    let mut stack = vec![(src.try_clone().ok()?, root)];
+    while let Some((dir, e)) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        for child in source::listing(view, &dir, &e).entries {
+            size.entries += 1;
+            match &child.payload {
+                Payload::File { plain_size, .. } => size.bytes += plain_size,
+                Payload::Dir { .. } => {
+                    if let Ok(d) = source::open_dir(&dir, &child) {
+                        stack.push((d, child));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(size)
+}

@@ -384,3 +384,33 @@ fn init_shows_the_master_key_and_the_key_opens_the_backup() {
     assert_eq!(fs::read_to_string(&key_file).unwrap(), saved);
     assert!(!again.join(".gocryptfs.reverse.conf").exists());
 }
+
+/// Messages name the thing and say in words what is wrong with it, never an `os error`
+/// alone (issue 16).
+#[test]
+fn export_messages_say_what_is_wrong_in_words() {
+    let w = Work::new("messages");
+    init_fast(&w.src, &w.pw);
+    let a_file = w.path("a-file");
+    fs::write(&a_file, b"x").unwrap();
+    for (src, dest, want) in [
+        (w.path("missing"), w.path("d1"), "SRC does not exist"),
+        (
+            a_file.clone(),
+            w.path("d2"),
+            "SRC is a file, not a directory",
+        ),
+        (
+            w.src.clone(),
+            a_file.clone(),
+            "DEST is a file, not a directory",
+        ),
+    ] {
+        let out = run(&mut export_cmd(&src, &dest, &w.pw, &[]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(!err.contains("os error"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}
