@@ -40,6 +40,20 @@ pub enum ViewVersion {
     V2_5,
 }
 
+impl ViewVersion {
+    /// What `export` writes without `--compat`: the view of current gocryptfs (Debian 13
+    /// and unstable, Arch and Fedora ship 2.5 or later).
+    pub const DEFAULT: ViewVersion = ViewVersion::V2_5;
+
+    /// The name `--compat` gives it: the first release that shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewVersion::V2_3 => "2.3",
+            ViewVersion::V2_5 => "2.5",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ViewOptions {
     /// Show the root `.gocryptfs.reverse.conf` as `gocryptfs.conf` (off with `--config`).

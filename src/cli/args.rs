@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use cryptbak::view::ViewVersion;
+
 use super::password::MasterKeyArg;
 
 #[derive(Parser, Debug)]
@@ -34,7 +36,7 @@ pub enum Cmd {
     Ls(LsArgs),
     /// Authenticate every block, name and symlink of a backup without writing plaintext; with --source, also compare it with the source
     Verify(VerifyArgs),
-    /// Show a config's settings and scrypt cost (no secrets; no password needed)
+    /// Show a config's settings, scrypt cost, which program wrote it and which view export writes for it (no secrets; no password needed)
     Info(InfoArgs),
     /// Print the view path (ciphertext path) of a plaintext path, like gocryptfs's EncryptPath
     EncryptPath(EncryptPathArgs),
@@ -219,7 +221,7 @@ pub struct ExportArgs {
     pub key: KeyArgs,
 
     /// Reproduce the view of this gocryptfs release where releases differ (2.5: 2.5 and later; 2.3: 2.3 and 2.4)
-    #[arg(long, value_enum, default_value = "2.5", long_help = COMPAT_HELP)]
+    #[arg(long, value_enum, default_value = ViewVersion::DEFAULT.name(), long_help = COMPAT_HELP)]
     pub compat: Compat,
 
     /// Number of worker threads (default: one per core)
@@ -399,7 +401,13 @@ pub struct VerifyArgs {
     pub source: Option<PathBuf>,
 
     /// With --source: reproduce the view of this gocryptfs release (as given to export)
-    #[arg(long, value_enum, default_value = "2.5", requires = "source", long_help = COMPAT_HELP)]
+    #[arg(
+        long,
+        value_enum,
+        default_value = ViewVersion::DEFAULT.name(),
+        requires = "source",
+        long_help = COMPAT_HELP
+    )]
     pub compat: Compat,
 
     /// The backup was made by cryptbak export or gocryptfs -reverse: require every IV to match its path, even where auto-detection cannot tell (implied by --source)

@@ -260,6 +260,15 @@ fn info_and_path_mapping_commands() {
     let out = run_ok(cryptbak().args(["info", "--json"]).arg(&src));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["scrypt"]["log2_N"], 10);
+    // cryptbak init wrote it: no gocryptfs release to match, the default view is 2.5.
+    assert_eq!(v["created_by"]["program"], "cryptbak", "{v}");
+    assert_eq!(v["created_by"]["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert_eq!(v["view"]["default_compat"], "2.5", "{v}");
+    assert_eq!(v["view"]["creator_compat"], serde_json::Value::Null, "{v}");
+    assert!(
+        text.contains("view:     export writes the 2.5 view by default"),
+        "{text}"
+    );
 
     let rel = format!("a b/{long}/leaf.txt");
     let out = run_ok(

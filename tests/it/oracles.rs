@@ -335,6 +335,39 @@ fn restore_forward_dirs(oracle: Oracle) {
     );
 }
 
+/// `cryptbak info` names the release that wrote a config and the `--compat` that
+/// matches its reverse mount.
+fn info_names_the_release(oracle: Oracle) {
+    if !require_oracle("info_names_the_release", oracle) {
+        return;
+    }
+    let w = Work::new(&format!("oracle-{}-info", oracle.version()));
+    init_reverse_by(oracle, &w.src, &w.pw, &[]);
+    let out = run_ok(cryptbak().args(["info", "--json"]).arg(&w.src));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut version = oracle.version().to_string();
+    if version.matches('.').count() == 1 {
+        version.push_str(".0");
+    }
+    assert_eq!(v["created_by"]["program"], "gocryptfs", "{v}");
+    assert_eq!(v["created_by"]["version"], version.as_str(), "{v}");
+    let compat = if oracle == Oracle::V2_3 { "2.3" } else { "2.5" };
+    assert_eq!(v["view"]["creator_compat"], compat, "{v}");
+    assert_eq!(v["view"]["default_compat"], "2.5", "{v}");
+    // The text names the option to pass when the default does not match.
+    let out = run_ok(cryptbak().arg("info").arg(&w.src));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let view = text
+        .lines()
+        .find(|l| l.starts_with("view:"))
+        .unwrap_or_else(|| panic!("no view line:\n{text}"));
+    assert_eq!(
+        view.contains("--compat 2.3 matches its reverse mount"),
+        oracle == Oracle::V2_3,
+        "{view}"
+    );
+}
+
 /// One module per release, each with the same tests, so `cargo test oracles::v2_3`
 /// runs one release's row and the releases run in parallel.
 macro_rules! per_release {
@@ -360,6 +393,10 @@ macro_rules! per_release {
             #[test]
             fn restore_forward_dirs() {
                 super::restore_forward_dirs($oracle);
+            }
+            #[test]
+            fn info_names_the_release() {
+                super::info_names_the_release($oracle);
             }
         }
     )*};
