@@ -167,9 +167,9 @@ contents are identical either way.\n\n\
 The default, 2.5, is what current gocryptfs shows (Debian 13 and unstable, Arch, Fedora). \
 Pick 2.3 to match a gocryptfs 2.3 or 2.4 reverse mount (Debian 12, Ubuntu 22.04 to 24.04), \
 for example when DEST is a tree that was rsynced from such a mount and both are still in \
-use. Switching either way is harmless: the next export only updates the virtual files' \
-mtimes in place, and rsync sends those small files once more. `cryptbak info` shows which \
-release created a config.";
+use. Switching either way is harmless: the next export rewrites only the virtual files \
+(16 bytes per directory, plus one small file per long name), and rsync sends them once \
+more. `cryptbak info` shows which release created a config.";
 
 /// What goes into the backup. Flatten this into every command that exports a view, so
 /// all of them select the same way.

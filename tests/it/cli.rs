@@ -242,6 +242,24 @@ fn compat_default_is_2_5_and_2_3_keeps_virtual_file_mtimes() {
             fs::read(d.join("gocryptfs.diriv")).unwrap()
         );
     }
+    // Switching views (as --help says) rewrites only the virtual files: here the root's
+    // gocryptfs.diriv and the .name file of the long name.
+    let out = run_ok(
+        cryptbak()
+            .args(["export", "-n", "--passfile"])
+            .arg(&pw)
+            .arg(&src)
+            .arg(&d23),
+    );
+    let changes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = changes.lines().collect();
+    assert_eq!(lines.len(), 2, "{changes}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with(" gocryptfs.diriv") || l.ends_with(".name")),
+        "{changes}"
+    );
 }
 
 #[test]
