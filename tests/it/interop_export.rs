@@ -1,5 +1,6 @@
 //! End-to-end interop: `cryptbak export` must write exactly what
-//! `cp -a` of a `gocryptfs -reverse` (2.3) mount gives, and real gocryptfs
+//! `cp -a` of a `gocryptfs -reverse` mount gives (the default oracle, 2.6.1, with the
+//! default view; tests/it/oracles.rs repeats the core checks for 2.3 and 2.5.1), and real gocryptfs
 //! must be able to mount what cryptbak writes.
 
 use std::collections::BTreeMap;
