@@ -95,38 +95,43 @@ impl Oracle {
     }
 
     fn resolve(self) -> Result<PathBuf, String> {
+        match std::env::var_os(self.env_var()) {
+            Some(p) => self.check(Some(PathBuf::from(p)), &format!("${}", self.env_var())),
+            None => self.check(self.default_location(), "the default location"),
+        }
+    }
+
+    /// Checks that `path` (found at `from`) is this release's gocryptfs: it exists,
+    /// runs, and `-version` names this version.
+    fn check(self, path: Option<PathBuf>, from: &str) -> Result<PathBuf, String> {
         let how = "run `bash .ci/run` (or just `bash .ci/gocryptfs-oracles`, which fetches \
                    2.5.1 and 2.6.1 from Debian into /var/cache/cryptbak-ci; 2.3 is Debian 12's \
                    `apt-get install gocryptfs`)";
-        let (path, from) = match std::env::var_os(self.env_var()) {
-            Some(p) => (Some(PathBuf::from(p)), format!("${}", self.env_var())),
-            None => (self.default_location(), "the default location".to_string()),
-        };
+        let v = self.version();
+        let shown = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "gocryptfs in PATH".into());
         let Some(path) = path.filter(|p| p.is_file()) else {
             return Err(format!(
-                "INSTALL BUG: gocryptfs {} not found (looked at {from}: {}); {how}",
-                self.version(),
-                self.default_location()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "gocryptfs in PATH".into())
+                "INSTALL BUG: gocryptfs {v} not found (looked at {from}: {shown}); {how}"
             ));
         };
         let out = Command::new(&path)
             .arg("-version")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("INSTALL BUG: cannot run {}: {e}; {how}", path.display()))?;
+            .map_err(|e| format!("INSTALL BUG: cannot run {shown} (from {from}): {e}; {how}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         // "gocryptfs 2.3; go-fuse …" (Debian builds print no "v")
-        let v = self.version();
         let ok = out.status.success()
             && [format!("gocryptfs {v};"), format!("gocryptfs v{v};")]
                 .iter()
                 .any(|p| text.starts_with(p.as_str()));
         if !ok {
             return Err(format!(
-                "INSTALL BUG: {} (from {from}) is not gocryptfs {v}: `-version` printed {:?}; {how}",
-                path.display(),
+                "INSTALL BUG: {shown} (from {from}) is not gocryptfs {v}: `-version` printed \
+                 {:?}; {how}",
                 text.trim()
             ));
         }
@@ -618,6 +623,43 @@ mod tests {
         assert!(
             described.iter().any(|d| d.starts_with("diriv of dir")),
             "{described:?}"
+        );
+    }
+
+    /// Every oracle is there and is the release it claims to be; a missing binary or
+    /// one of another release is refused with a message that says how to get it.
+    #[test]
+    fn harness_oracles_are_the_releases_they_claim() {
+        if !Path::new("/dev/fuse").exists() {
+            eprintln!(
+                "\n*** SKIPPING harness_oracles_are_the_releases_they_claim: no /dev/fuse ***\n"
+            );
+            return;
+        }
+        for o in Oracle::ALL {
+            let out = o.command().arg("-version").output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.starts_with(&format!("gocryptfs {};", o.version())),
+                "{o:?}: {text}"
+            );
+            assert!(o.xray().is_some(), "{o:?}: no gocryptfs-xray beside it");
+        }
+        let missing = Oracle::V2_5_1
+            .check(Some(PathBuf::from("/nonexistent/gocryptfs")), "a test")
+            .unwrap_err();
+        assert!(
+            missing.contains("INSTALL BUG: gocryptfs 2.5.1 not found")
+                && missing.contains("/nonexistent/gocryptfs")
+                && missing.contains(".ci/run"),
+            "{missing}"
+        );
+        let wrong = Oracle::V2_5_1
+            .check(Some(Oracle::V2_6_1.bin().to_path_buf()), "a test")
+            .unwrap_err();
+        assert!(
+            wrong.contains("is not gocryptfs 2.5.1") && wrong.contains("2.6.1"),
+            "{wrong}"
         );
     }
 
