@@ -40,7 +40,7 @@ pub trait Progress: Sync {
     /// One entry of the output was completed; `bytes` is what was written for it.
     fn entry_done(&self, _cpath: &[u8], _bytes: u64) {}
     /// An entry of the destination was (or, in a dry run, would be) changed.
-    fn change(&self, _change: &crate::sync::Change) {}
+    fn change(&self, _change: &crate::export::plan::Change) {}
 }
 
 /// Reports nothing.

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::path::Path;
 
+use cryptbak::export::plan::{Action, Change};
 use cryptbak::meter;
 use cryptbak::progress::{Problem, Progress, Severity};
-use cryptbak::sync::{Action, Change};
 
 /// Escape control characters (and show invalid UTF-8 lossily) for one-line messages.
 pub fn sanitize(s: &str) -> String {
