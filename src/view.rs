@@ -37,6 +37,20 @@ pub enum ViewVersion {
     V2_5,
 }
 
+impl ViewVersion {
+    /// What `export` writes without `--compat`: the view of current gocryptfs (Debian 13
+    /// and unstable, Arch and Fedora ship 2.5 or later).
+    pub const DEFAULT: ViewVersion = ViewVersion::V2_5;
+
+    /// The name `--compat` gives it: the first release that shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewVersion::V2_3 => "2.3",
+            ViewVersion::V2_5 => "2.5",
+        }
+    }
+}
+
 /// The config file shown as the root `gocryptfs.conf`: the bytes unlock read, and the
 /// attributes of the handle they were read from (`stat`, following a symlink, as gocryptfs
 /// does). Read once, so what is shown is what unlocked the key, whatever the name

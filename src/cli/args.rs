@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use cryptbak::view::ViewVersion;
+
 use super::password::MasterKeyArg;
 
 #[derive(Parser, Debug)]
@@ -34,7 +36,7 @@ pub enum Cmd {
     Ls(LsArgs),
     /// Authenticate every block, name and symlink of a backup without writing plaintext; with --source, also compare it with the source
     Verify(VerifyArgs),
-    /// Show a config's settings and scrypt cost (no secrets; no password needed)
+    /// Show a config's settings, scrypt cost, which program wrote it and which view export writes for it (no secrets; no password needed)
     Info(InfoArgs),
     /// Print the view path (ciphertext path) of a plaintext path, like gocryptfs's EncryptPath
     EncryptPath(EncryptPathArgs),
@@ -148,16 +150,30 @@ pub struct DecryptPathArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// Which gocryptfs release's view to reproduce where releases differ.
+/// Which gocryptfs release's view to reproduce where releases differ (FORMAT.md §21: only
+/// the virtual files' times differ; the default is current gocryptfs).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compat {
-    /// gocryptfs 2.3 and 2.4 (Debian 12, Ubuntu 22.04–24.04): virtual files keep their source's mtime
+    /// gocryptfs 2.3 and 2.4 (Debian 12, Ubuntu 22.04–24.04): gocryptfs.diriv and .name files show their source's mtime
     #[value(name = "2.3")]
     V2_3,
-    /// gocryptfs 2.5 and later: gocryptfs.diriv and .name files show mtime + 10 s
+    /// gocryptfs 2.5 and later (Debian 13 and unstable, Arch, Fedora): gocryptfs.diriv and .name files show their source's mtime + 10 s
     #[value(name = "2.5")]
     V2_5,
 }
+
+/// Shown under `--compat` of every command that writes or recomputes a view.
+const COMPAT_HELP: &str = "Which gocryptfs release's reverse view to reproduce where releases \
+differ. Only the times of the virtual files differ: gocryptfs 2.5 and later show \
+gocryptfs.diriv and gocryptfs.longname.*.name with their source's mtime + 10 s (so that rsync \
+copies them again), gocryptfs 2.3 and 2.4 show the source's mtime unchanged. Names and \
+contents are identical either way.\n\n\
+The default, 2.5, is what current gocryptfs shows (Debian 13 and unstable, Arch, Fedora). \
+Pick 2.3 to match a gocryptfs 2.3 or 2.4 reverse mount (Debian 12, Ubuntu 22.04 to 24.04), \
+for example when DEST is a tree that was rsynced from such a mount and both are still in \
+use. Switching either way is harmless: the next export rewrites only the virtual files \
+(16 bytes per directory, plus one small file per long name), and rsync sends them once \
+more. `cryptbak info` shows which release created a config.";
 
 /// What goes into the backup. Flatten this into every command that exports a view, so
 /// all of them select the same way.
@@ -208,8 +224,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 
-    /// Reproduce the view of this gocryptfs version where versions differ
-    #[arg(long, value_enum, default_value = "2.3")]
+    /// Reproduce the view of this gocryptfs release where releases differ (2.5: 2.5 and later; 2.3: 2.3 and 2.4)
+    #[arg(long, value_enum, default_value = ViewVersion::DEFAULT.name(), long_help = COMPAT_HELP)]
     pub compat: Compat,
 
     /// Number of worker threads (default: one per core)
@@ -392,8 +408,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "SRC")]
     pub source: Option<PathBuf>,
 
-    /// With --source: reproduce the view of this gocryptfs version (as given to export)
-    #[arg(long, value_enum, default_value = "2.3", requires = "source")]
+    /// With --source: reproduce the view of this gocryptfs release (as given to export)
+    #[arg(
+        long,
+        value_enum,
+        default_value = ViewVersion::DEFAULT.name(),
+        requires = "source",
+        long_help = COMPAT_HELP
+    )]
     pub compat: Compat,
 
     /// The backup was made by cryptbak export or gocryptfs -reverse: require every IV to match its path, even where auto-detection cannot tell (implied by --source)

@@ -200,8 +200,11 @@ fn too_long_symlink_is_reported_and_the_rest_exported() {
     assert!(dest.join("gocryptfs.conf").exists());
 }
 
+/// The default view is current gocryptfs (2.5 and later): virtual files 10 s after their
+/// source; `--compat 2.3` keeps the source's mtime; `--compat 2.5` is the default spelled
+/// out. The real releases are compared in tests/it/oracles.rs; this pins the option.
 #[test]
-fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
+fn compat_default_is_2_5_and_2_3_keeps_virtual_file_mtimes() {
     use std::os::unix::fs::MetadataExt;
     let (t, src, pw) = setup("compat");
     fs::write(src.join("L".repeat(200)), b"long").unwrap();
@@ -214,30 +217,48 @@ fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
             .find(|p| p.to_string_lossy().ends_with(".name"))
             .unwrap()
     };
+    let compat = |v: &'static str| [std::ffi::OsStr::new("--compat"), std::ffi::OsStr::new(v)];
     let d23 = t.join("d23");
-    export_ok(&src, &d23, &pw, &[]);
+    export_ok(&src, &d23, &pw, &compat("2.3"));
     assert_eq!(mtime(&d23.join("gocryptfs.diriv")), mtime(&src));
     let long23 = find_name_file(&d23);
     assert_eq!(mtime(&long23), mtime(&src.join("L".repeat(200))));
-    let d25 = t.join("d25");
-    export_ok(
-        &src,
-        &d25,
-        &pw,
-        &[
-            std::ffi::OsStr::new("--compat"),
-            std::ffi::OsStr::new("2.5"),
-        ],
+    for (label, args) in [("default", &[][..]), ("2.5", &compat("2.5")[..])] {
+        let d = t.join(format!("d-{label}"));
+        export_ok(&src, &d, &pw, args);
+        assert_eq!(
+            mtime(&d.join("gocryptfs.diriv")),
+            mtime(&src) + 10,
+            "{label}"
+        );
+        assert_eq!(
+            mtime(&find_name_file(&d)),
+            mtime(&src.join("L".repeat(200))) + 10,
+            "{label}"
+        );
+        // Contents are the same either way.
+        assert_eq!(
+            fs::read(d23.join("gocryptfs.diriv")).unwrap(),
+            fs::read(d.join("gocryptfs.diriv")).unwrap()
+        );
+    }
+    // Switching views (as --help says) rewrites only the virtual files: here the root's
+    // gocryptfs.diriv and the .name file of the long name.
+    let out = run_ok(
+        cryptbak()
+            .args(["export", "-n", "--passfile"])
+            .arg(&pw)
+            .arg(&src)
+            .arg(&d23),
     );
-    assert_eq!(mtime(&d25.join("gocryptfs.diriv")), mtime(&src) + 10);
-    assert_eq!(
-        mtime(&find_name_file(&d25)),
-        mtime(&src.join("L".repeat(200))) + 10
-    );
-    // Contents are the same either way.
-    assert_eq!(
-        fs::read(d23.join("gocryptfs.diriv")).unwrap(),
-        fs::read(d25.join("gocryptfs.diriv")).unwrap()
+    let changes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = changes.lines().collect();
+    assert_eq!(lines.len(), 2, "{changes}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with(" gocryptfs.diriv") || l.ends_with(".name")),
+        "{changes}"
     );
 }
 
@@ -257,6 +278,15 @@ fn info_and_path_mapping_commands() {
     let out = run_ok(cryptbak().args(["info", "--json"]).arg(&src));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["scrypt"]["log2_N"], 10);
+    // cryptbak init wrote it: no gocryptfs release to match, the default view is 2.5.
+    assert_eq!(v["created_by"]["program"], "cryptbak", "{v}");
+    assert_eq!(v["created_by"]["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert_eq!(v["view"]["default_compat"], "2.5", "{v}");
+    assert_eq!(v["view"]["creator_compat"], serde_json::Value::Null, "{v}");
+    assert!(
+        text.contains("view:     export writes the 2.5 view by default"),
+        "{text}"
+    );
 
     let rel = format!("a b/{long}/leaf.txt");
     let out = run_ok(

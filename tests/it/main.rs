@@ -8,6 +8,7 @@ mod harden;
 mod hostile;
 mod incremental;
 mod interop_export;
+mod oracles;
 mod restore;
 mod restore_util;
 mod secrets;

@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::gocryptfs::{copy_view, init_reverse, require_gocryptfs, Mount};
+use crate::gocryptfs::{
+    copy_view, init_reverse, record_matrix, require_gocryptfs, Mount, FULL_SET,
+};
 use crate::tree::{
-    build_hardlink_tree, build_many_files, build_varied, compare_trees_with, format_diffs,
-    name_of_len, scan, Builder, CompareOpts, VariedOpts,
+    build_hardlink_tree, build_many_files, build_varied, compare_trees_with, count_compared,
+    format_diffs, name_of_len, scan, Builder, CompareOpts, VariedOpts,
 };
 use crate::util::{
     cryptbak, esc, export_ok, is_root, os, run, run_code, run_ok, show_output, TestDir, Work,
@@ -140,6 +142,9 @@ fn bsd_extract(tar: &Path, into: &Path) {
 fn assert_same(a: &Path, b: &Path, opts: &CompareOpts, what: &str, mount: Option<&Mount>) {
     let diffs = compare_trees_with(a, b, opts);
     if diffs.is_empty() {
+        if let Some(m) = mount {
+            record_matrix(m.oracle(), FULL_SET, count_compared(a, opts), what);
+        }
         return;
     }
     let annotate = |p: &[u8]| mount.map(|m| m.describe_cpath(p)).unwrap_or_default();
@@ -176,6 +181,12 @@ fn check_forward(cipher: &Path, src: &Path, pw: &Path) {
         "forward gocryptfs mount of the extracted archive (B) differs from the plaintext (A):\n{}\n--- gocryptfs log ---\n{}",
         format_diffs(&diffs, 60, &|_| String::new()),
         m.log_text()
+    );
+    record_matrix(
+        m.oracle(),
+        FULL_SET,
+        count_compared(src, &opts),
+        "forward mount of an extracted archive",
     );
 }
 
