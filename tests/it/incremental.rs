@@ -14,8 +14,10 @@ use crate::tree::{build_many_files, build_varied, compare_trees, scan, Builder, 
 use crate::util::*;
 
 /// Export into `dest` (incrementally) and into a fresh directory; both must be equal.
+/// Export incrementally and check the result; returns the view paths (cpaths) the run
+/// listed as changed, one per line.
 fn export_and_check(src: &Path, dest: &Path, pw: &Path, step: &str) -> String {
-    let out = run_ok(&mut export_cmd(src, dest, pw, &[OsStr::new("-v")]));
+    let out = run_ok(&mut export_cmd(src, dest, pw, &[OsStr::new("--json")]));
     let fresh = TestDir::new("fresh");
     let fresh_dest = fresh.join("d");
     export_ok(src, &fresh_dest, pw, &[]);
@@ -33,7 +35,12 @@ fn export_and_check(src: &Path, dest: &Path, pw: &Path, step: &str) -> String {
         leftovers.is_empty(),
         "after {step}: temp files left: {leftovers:?}"
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "change")
+        .map(|v| format!("{}\n", v["cpath"].as_str().unwrap()))
+        .collect()
 }
 
 /// (inode, mtime, mtime_nsec, ctime, ctime_nsec) of every destination entry.
@@ -159,12 +166,15 @@ fn incremental_equals_fresh_export_after_every_kind_of_change() {
         let before = stamps(&dest);
         change(&mut b);
         let out = export_and_check(&src, &dest, &pw, name);
-        assert!(!out.trim().is_empty(), "after {name}: -v listed no change");
+        assert!(
+            !out.trim().is_empty(),
+            "after {name}: --json listed no change"
+        );
         // Entries whose view path and attributes are unchanged must keep inode, mtime
         // and ctime: nothing rewrote or even chmod-ed them. Directories on the changed
         // path and their diriv files legitimately change.
         let after = stamps(&dest);
-        let listed: Vec<&str> = out.lines().filter_map(|l| l.get(12..)).collect();
+        let listed: Vec<&str> = out.lines().collect();
         for (path, old) in &before {
             let Some(new) = after.get(path) else { continue };
             let shown = String::from_utf8_lossy(path);
