@@ -18,6 +18,7 @@ pub mod names;
 pub mod pathiv;
 pub mod pathmap;
 pub mod progress;
+pub mod remote;
 pub mod restore;
 pub mod sink;
 pub mod siv;
