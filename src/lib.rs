@@ -3,6 +3,7 @@
 //! The library computes what a reverse mount would show ([`view`]), writes it into a
 //! destination ([`sink`]) with a parallel walk ([`walk`]), and holds the format's pure
 //! crypto and path math ([`keys`], [`pathiv`], [`names`], [`content`], [`config`]).
+//! [`remote`] is the storage layer for `s3://` and `sftp://` destinations.
 //! It never prints: problems and progress go through [`progress::Progress`].
 
 pub mod cancel;

@@ -236,19 +236,27 @@ fn s3_size_mismatch_and_abandoned_uploads_store_nothing() {
     assert!(e.to_string().contains("s3://bkt/p/short"), "{e}");
     // A multipart upload dropped halfway (two parts sent): aborted, nothing stored,
     // and the server holds no parts.
+    let uploads = || -> Vec<String> {
+        fs::read_dir(&srv.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".upload"))
+            .collect()
+    };
     let big = data(12 << 20, 3);
     let mut up = store
         .put("big", big.len() as u64, &Meta::default())
         .unwrap();
     up.write_all(&big[..11 << 20]).unwrap();
+    // Two whole parts were handed over, so the multipart upload was created (s3s-fs
+    // keeps it as `.upload-<id>.json` in its root until completed or aborted).
+    assert!(
+        !uploads().is_empty(),
+        "11 MiB in 5 MiB parts should be a multipart upload"
+    );
     drop(up);
     assert!(store.list().unwrap().is_empty());
-    let leftovers: Vec<String> = fs::read_dir(&srv.root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".upload"))
-        .collect();
-    assert!(leftovers.is_empty(), "multipart leftovers: {leftovers:?}");
+    assert!(uploads().is_empty(), "multipart leftovers: {:?}", uploads());
 }
 
 #[test]
