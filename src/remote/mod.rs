@@ -292,6 +292,33 @@ impl Store {
         }
     }
 
+    /// A symlink `key` pointing to `target` (SFTP; made under a temporary name and
+    /// renamed into place). S3 has no symlinks: how the view's symlinks are stored there
+    /// (e.g. rclone's `.rclonelink` objects) is the remote sink's decision, so this
+    /// returns an error on S3.
+    pub fn symlink(&self, key: &str, target: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sftp(b) => self.rt.block_on(b.symlink(key, target)),
+            Backend::S3(_) => Err(Error::new(
+                ErrorKind::Other,
+                self.loc.display_key(key),
+                "S3 has no symlinks",
+            )),
+        }
+    }
+
+    /// The target of the symlink `key` (SFTP).
+    pub fn read_link(&self, key: &str) -> Result<String> {
+        match &self.backend {
+            Backend::Sftp(b) => self.rt.block_on(b.read_link(key)),
+            Backend::S3(_) => Err(Error::new(
+                ErrorKind::Other,
+                self.loc.display_key(key),
+                "S3 has no symlinks",
+            )),
+        }
+    }
+
     /// Bytes `range` of an object (a ranged GET on S3); shorter only at the end of
     /// the object. Call from many threads at once for a parallel read.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {

@@ -261,7 +261,8 @@ impl SftpStore {
             .map_err(|e| self.err(key, e))
     }
 
-    pub(super) async fn create_temp(&self, key: &str) -> Result<(File, String)> {
+    /// A fresh temporary name in the directory of `key`.
+    fn temp_path(&self, key: &str) -> Result<String> {
         let final_path = self.path(key);
         let dir = match final_path.rfind('/') {
             Some(i) => &final_path[..=i],
@@ -276,7 +277,41 @@ impl SftpStore {
             )
         })?;
         let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = format!("{dir}{TEMP_PREFIX}{hex}");
+        Ok(format!("{dir}{TEMP_PREFIX}{hex}"))
+    }
+
+    /// A symlink `key` -> `target`, made under a temporary name and renamed over
+    /// whatever was at `key`. Its own mode and times are not set: SFTP v3's setstat
+    /// follows links.
+    pub(super) async fn symlink(&self, key: &str, target: &str) -> Result<()> {
+        let tmp = self.temp_path(key)?;
+        let mut fs = self.fs();
+        // OpenSSH's sftp-server takes SSH_FXP_SYMLINK's two paths in the reverse of the
+        // draft's order (target first); openssh-sftp-client's `symlink(src, dst)` sends
+        // them as given, so `src` is the target. Checked by the round-trip test.
+        fs.symlink(target, &tmp)
+            .await
+            .map_err(|e| self.err(key, e))?;
+        if !self.sftp.support_posix_rename() {
+            let _ = fs.remove_file(self.path(key)).await;
+        }
+        if let Err(e) = fs.rename(&tmp, self.path(key)).await {
+            let _ = fs.remove_file(&tmp).await;
+            return Err(self.err(key, e));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn read_link(&self, key: &str) -> Result<String> {
+        self.fs()
+            .read_link(self.path(key))
+            .await
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| self.err(key, e))
+    }
+
+    pub(super) async fn create_temp(&self, key: &str) -> Result<(File, String)> {
+        let tmp = self.temp_path(key)?;
         let f = self
             .sftp
             .options()

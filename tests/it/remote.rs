@@ -450,6 +450,24 @@ fn sftp_put_list_get_delete_round_trip() {
         }
     });
 
+    // Symlinks: made, listed, read back, replaced.
+    store.symlink("d/link", "c29tZSB0YXJnZXQ").unwrap();
+    assert_eq!(
+        fs::read_link(root.join("d/link")).unwrap(),
+        std::path::Path::new("c29tZSB0YXJnZXQ")
+    );
+    store.symlink("d/link", "../other").unwrap();
+    assert_eq!(store.read_link("d/link").unwrap(), "../other");
+    let l = store.stat("d/link").unwrap().unwrap();
+    assert_eq!(l.kind, Kind::Symlink);
+    assert!(store
+        .list()
+        .unwrap()
+        .iter()
+        .any(|e| e.key == "d/link" && e.kind == Kind::Symlink));
+    store.delete(&["d/link".into()]).unwrap();
+    assert!(fs::symlink_metadata(root.join("d/link")).is_err());
+
     // Replacing a file is atomic and leaves no temporary behind.
     store
         .put_bytes("d/small", b"new", &meta(1, 0, 0o100644))
