@@ -21,8 +21,10 @@ use crate::keys::{self, MasterKey, ScryptParams};
 pub const FORMAT_VERSION: u16 = 2;
 pub const DEFAULT_LOG_N: u8 = 16;
 pub const MIN_LOG_N: u8 = 10;
-/// gocryptfs accepts `-scryptn` up to 28; scrypt then needs 32 GiB, which is never sane here.
-pub const MAX_LOG_N_INIT: u8 = 28;
+/// The largest `-scryptn` init accepts: the largest cost [`MAX_SCRYPT_WORK`] lets a
+/// config be opened with (128 · R · 2^N with R = 8, P = 1). gocryptfs accepts up to 28,
+/// but a config made that way could never be opened again here.
+pub const MAX_LOG_N_INIT: u8 = 22;
 /// Refuse to run scrypt costing more than this, as memory (128·R·N) times P: the P
 /// passes run one after the other, so time grows with the product. 4 GiB is
 /// `gocryptfs -scryptn 22` (gocryptfs always writes R = 8, P = 1), several seconds here;
@@ -579,5 +581,21 @@ mod tests {
         let back = Config::parse(cfg.to_json().as_bytes()).unwrap();
         assert!(!back.format().hkdf && !back.format().raw64);
         assert_eq!(back.unlock(b"test").unwrap().as_bytes(), &[9; 32]);
+    }
+
+    #[test]
+    fn the_largest_cost_init_accepts_can_be_opened() {
+        // Made cheaply, then given the cost init would write: no scrypt runs here.
+        let cheap = InitOptions {
+            log_n: 10,
+            ..InitOptions::default()
+        };
+        let json = Config::create(&MasterKey::from_bytes([7; 32]), b"pw", &cheap).to_json();
+        let with_log_n =
+            |log_n: u8| with_field(&json, "\"N\": 1024", &format!("\"N\": {}", 1u64 << log_n));
+        assert!(json.contains("\"N\": 1024"), "{json}");
+        assert!(Config::parse(with_log_n(MAX_LOG_N_INIT).as_bytes()).is_ok());
+        let err = Config::parse(with_log_n(MAX_LOG_N_INIT + 1).as_bytes()).unwrap_err();
+        assert!(err.contains("beyond cryptbak's limit"), "{err}");
     }
 }

@@ -1,8 +1,11 @@
 //! cryptbak: the `gocryptfs -reverse` view of a directory, without FUSE.
 //!
-//! The library computes what a reverse mount would show ([`view`]), writes it into a
-//! destination ([`sink`]) with a parallel walk ([`walk`]), and holds the format's pure
-//! crypto and path math ([`keys`], [`pathiv`], [`names`], [`content`], [`config`]).
+//! The library computes what a reverse mount would show ([`view`], pure), walks the
+//! source and decides every change once ([`export`], the one export driver), and hands
+//! the result to a destination ([`sink`]: a directory or a tar stream). All filesystem
+//! access below the roots a user names goes through directory handles ([`fs`]). The
+//! format's pure crypto and path math live in [`keys`], [`pathiv`], [`names`],
+//! [`content`], [`config`]; backups are read back by [`restore`] and [`verify`].
 //! [`remote`] is the storage layer for `s3://` and `sftp://` destinations.
 //! It never prints: problems and progress go through [`progress::Progress`].
 
@@ -13,6 +16,8 @@ pub mod cpath;
 pub mod cryptor;
 pub mod error;
 pub mod exclude;
+pub mod export;
+pub mod fs;
 pub mod keys;
 pub mod meter;
 pub mod names;
@@ -24,11 +29,8 @@ pub mod restore;
 pub mod sink;
 pub mod siv;
 pub mod smallfile;
-pub mod stream;
-pub mod sync;
 pub mod verify;
 pub mod view;
-pub mod walk;
 
 pub use error::{Error, Result};
 

@@ -85,8 +85,8 @@ pub struct InitArgs {
     #[command(flatten)]
     pub password: PasswordArgs,
 
-    /// scrypt cost as log2(N), 10..=28; higher is slower to unlock and harder to brute-force
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u8).range(10..=28))]
+    /// scrypt cost as log2(N), 10..=22 (22 needs 4 GiB and several seconds to unlock, the most cryptbak and restore accept); higher is slower to unlock and harder to brute-force
+    #[arg(long, value_name = "N", default_value_t = cryptbak::config::DEFAULT_LOG_N, value_parser = clap::value_parser!(u8).range(cryptbak::config::MIN_LOG_N as i64..=cryptbak::config::MAX_LOG_N_INIT as i64))]
     pub scryptn: u8,
 
     /// Encrypt names without per-directory IVs: no gocryptfs.diriv files, same name gives same ciphertext everywhere
@@ -105,7 +105,11 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Print less
+    /// Write the master key to FILE (mode 0400, never over an existing file) instead of printing it
+    #[arg(long, value_name = "FILE")]
+    pub masterkey_file: Option<PathBuf>,
+
+    /// Print nothing, not even the master key
     #[arg(short, long)]
     pub quiet: bool,
 
@@ -228,6 +232,10 @@ pub struct ExportArgs {
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
 
+    /// Do not flush DEST's filesystem to disk (syncfs) before deleting stale entries and before reporting success; faster on slow disks, but a power cut right after the run may lose what it wrote
+    #[arg(long)]
+    pub no_sync: bool,
+
     /// List every change, rsync --itemize-changes style, on stdout
     #[arg(short, long)]
     pub verbose: bool,
@@ -255,7 +263,7 @@ pub struct ExportArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "verbose", "json"],
+        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "no_sync", "verbose", "json"],
         long_help = "Write the encrypted view as one POSIX (pax) tar archive to FILE, or to standard \
 output with `-`, instead of into a directory DEST; nothing is stored anywhere else. Extracting it \
 (GNU tar or bsdtar, as root) gives exactly the tree `cryptbak export SRC DEST` writes, and a plain \

@@ -6,21 +6,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cryptbak::cryptor::Cryptor;
-use cryptbak::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::export::plan::{Action, Change};
+use cryptbak::export::{export_tree, TreeOptions};
+use cryptbak::names::CONF_NAME;
 use cryptbak::progress::{Problem, Progress, Severity};
 use cryptbak::restore::{Aead, Keys, Layout};
-use cryptbak::sink::dir::{DirOptions, DirSink};
-use cryptbak::sync::{Action, Change};
-use cryptbak::verify::{self, PathNames, Summary, VerifyOptions};
-use cryptbak::view::{View, ViewOptions, ViewVersion};
-use cryptbak::{walk, Error, Result};
+use cryptbak::sink::dir::DirSink;
+use cryptbak::verify::{self, Summary, VerifyOptions};
+use cryptbak::{Error, Result};
 
-use super::args::{Compat, SelectArgs, VerifyArgs};
-use super::commands::{same_place, selection, set_threads, unlock};
+use super::args::{SelectArgs, VerifyArgs};
+use super::commands::{same_place, set_threads};
 use super::exit;
 use super::report::{sanitize, show_path, Output, StderrReport};
 use super::restore::{key_args, keys_from_files};
+use super::source::{open_dir_arg, open_source};
 
 const SOURCE_CONFIG_HINT: &str =
     "no such file (the source's config gives the keys with --source; pass --config or --masterkey otherwise)";
@@ -73,90 +73,64 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
     let (keys, view) = match &a.source {
         None => (keys_from_files(&a.key, &a.backup.join(CONF_NAME))?, None),
         Some(src) => {
-            if !src.is_dir() {
-                return Err(Error::invalid(src, "not a directory"));
-            }
             if same_place(src, &a.backup) {
                 return Err(Error::Usage(
                     "BACKUP must not be inside SRC (or SRC inside BACKUP)".into(),
                 ));
             }
-            let selection = selection(&a.select)?;
-            let u = unlock(
+            let source = open_source(
+                src,
                 &key_args(&a.key),
-                &src.join(REVERSE_CONF_NAME),
+                a.compat,
+                &a.select,
                 SOURCE_CONFIG_HINT,
             )?;
-            if !u.format.aes_siv {
-                return Err(Error::ConfigUnsupported {
-                    path: a
-                        .key
-                        .config
-                        .clone()
-                        .unwrap_or_else(|| src.join(REVERSE_CONF_NAME)),
-                    msg: "not a reverse-mode config (no AESSIV flag)".into(),
-                });
-            }
-            let cryptor = Cryptor::new(&u.master, u.format);
-            let opts = ViewOptions {
-                config_in_root: a.key.config.is_none(),
-                version: match a.compat {
-                    Compat::V2_3 => ViewVersion::V2_3,
-                    Compat::V2_5 => ViewVersion::V2_5,
-                },
-                selection,
-            };
             let keys = Keys {
-                master: u.master,
-                format: u.format,
+                master: source.unlocked.master,
+                format: source.unlocked.format,
                 aead: Some(Aead::Siv),
             };
-            (keys, Some(View::new(src.clone(), cryptor, opts)))
+            (keys, Some((source.dir, source.view)))
         }
     };
     set_threads(a.jobs);
-    let names = PathNames::new(&a.backup, &keys);
     let progress = StderrReport::new(false, Output::Quiet, false);
     let opts = VerifyOptions {
         // An export's tree is reverse-made by construction.
-        expect_reverse: a.reverse || view.is_some(),
+        expect_reverse: a.reverse || a.source.is_some(),
     };
     let summary = verify::verify_dir(&a.backup, keys, &opts, &progress)?;
 
     let mut diffs = Vec::new();
     let mut compare_errors = 0;
-    if let Some(view) = &view {
-        let sink = DirSink::new(
-            a.backup.clone(),
-            DirOptions {
-                dry_run: true,
-                checksum: true,
-                delete: true,
-                max_delete: None,
-            },
-        );
+    if let Some((src_dir, view)) = view {
+        // The plan of an export into BACKUP, with --checksum: every entry of it is a
+        // difference.
+        let backup = open_dir_arg(&a.backup, "BACKUP")?;
+        let sink = DirSink::new(Some(backup), a.backup.clone(), false);
         let d = Differences {
             inner: &progress,
             changes: Mutex::new(Vec::new()),
             errors: AtomicU64::new(0),
         };
-        let s = walk::export(view, &sink, &d)?;
+        let opts = TreeOptions {
+            dry_run: true,
+            checksum: true,
+            ..TreeOptions::default()
+        };
+        let s = export_tree(&view, src_dir, &sink, &opts, &d)?;
         compare_errors = s.errors.max(d.errors.load(Ordering::Relaxed));
         diffs = d.changes.into_inner().expect("no panics while held");
         diffs.sort_by(|x, y| x.cpath.cmp(&y.cpath));
     }
-    let plain_of =
-        |c: &Change| names.plain(std::os::unix::ffi::OsStrExt::as_bytes(c.cpath.as_os_str()));
     if !a.json {
+        // Each line names the plaintext (the plan knows it), as export -v does.
         for c in &diffs {
-            let plain = plain_of(c)
-                .map(|p| format!("  [plaintext: {}]", show_path(&p)))
-                .unwrap_or_default();
-            println!("{}{plain}", sanitize(&c.itemize()));
+            println!("{}", sanitize(&c.itemize()));
         }
     }
     if a.json {
-        print_json(&summary, &diffs, compare_errors, &plain_of, started);
+        print_json(&summary, &diffs, compare_errors, started);
     } else if !a.quiet {
         print_summary(
             &summary,
@@ -247,20 +221,15 @@ in {:.2} s ({:.0} MB/s); backup: {}, {}{tail}{}",
     );
 }
 
-fn print_json(
-    s: &Summary,
-    diffs: &[Change],
-    compare_errors: u64,
-    plain_of: &dyn Fn(&Change) -> Option<std::path::PathBuf>,
-    started: Instant,
-) {
+fn print_json(s: &Summary, diffs: &[Change], compare_errors: u64, started: Instant) {
     let differences: Vec<serde_json::Value> = diffs
         .iter()
         .map(|c| {
             serde_json::json!({
                 "itemized": c.itemize(),
-                "path": c.cpath.to_string_lossy(),
-                "plaintext": plain_of(c).map(|p| p.to_string_lossy().into_owned()),
+                "path": c.path.as_ref().map(|p| p.to_string_lossy()),
+                "view_file": c.view_file,
+                "cpath": c.cpath.to_string_lossy(),
             })
         })
         .collect();

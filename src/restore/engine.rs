@@ -805,7 +805,8 @@ impl<'a> Engine<'a> {
                         inc(&self.counters.files, 1);
                         inc(&self.counters.bytes, staged.report.plain_len);
                         let _ = meta;
-                        self.progress.entry_done(&cpath, staged.report.plain_len);
+                        self.progress
+                            .entry_done(&show_cpath(&cpath), staged.report.plain_len);
                         st.placed.insert(self.key(&cpath));
                         if staged.suspect {
                             st.placed_suspects.insert(cpath, Placed::File);

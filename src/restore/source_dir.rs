@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
+use crate::export::plan::TEMP_PREFIX;
 use crate::names::{parse_long_name, CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX};
-use crate::sink::dir::TEMP_PREFIX;
 use crate::view::Meta;
 
 use super::engine::{join_cpath, show_cpath, CPath, Engine, Item};

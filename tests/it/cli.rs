@@ -314,3 +314,103 @@ fn restore_json_summary_is_parseable() {
     assert_eq!(v["layout"], "reverse");
     assert_eq!(fs::read(t.join("plain/file")).unwrap(), b"hello");
 }
+
+/// `init` shows the master key as `gocryptfs -init` does (it is the only way in when the
+/// password is lost), with what it is for; the key opens the backup; `-q` prints
+/// nothing; `--masterkey-file` writes it 0400 instead and never over a file.
+#[test]
+fn init_shows_the_master_key_and_the_key_opens_the_backup() {
+    let w = Work::new("init-key");
+    fs::write(w.src.join("f"), b"data").unwrap();
+    let init = |src: &Path, extra: &[&str]| {
+        run(cryptbak()
+            .args(["init", "--scryptn", "10", "--passfile"])
+            .arg(&w.pw)
+            .args(extra)
+            .arg(src))
+    };
+    let out = init(&w.src, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show_output(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Your master key is:"), "{text}");
+    assert!(text.contains("without the password"), "{text}");
+    let key = text.lines().nth(2).unwrap().trim().to_string();
+    assert_eq!(key.len(), 71, "grouped hex: {key}");
+    let (by_pw, by_key) = (w.path("by-pw"), w.path("by-key"));
+    export_ok(&w.src, &by_pw, &w.pw, &[]);
+    run_ok(
+        cryptbak()
+            .args(["export", "-q", "--masterkey"])
+            .arg(&key)
+            .arg(&w.src)
+            .arg(&by_key),
+    );
+    let diffs = crate::tree::compare_trees(&by_pw, &by_key);
+    assert!(
+        diffs.is_empty(),
+        "the printed key is not the config's: {diffs:?}"
+    );
+
+    let quiet = w.path("quiet");
+    fs::create_dir(&quiet).unwrap();
+    let out = init(&quiet, &["-q"]);
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
+
+    let to_file = w.path("to-file");
+    fs::create_dir(&to_file).unwrap();
+    let key_file = w.path("key.txt");
+    let out = init(&to_file, &["--masterkey-file", key_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show_output(&out));
+    assert!(out.stdout.is_empty(), "the key is not printed too");
+    let md = fs::metadata(&key_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
+        0o400
+    );
+    let saved = fs::read_to_string(&key_file).unwrap();
+    run_ok(
+        cryptbak()
+            .args(["export", "-q", "--masterkey"])
+            .arg(saved.trim())
+            .arg(&to_file)
+            .arg(w.path("by-file-key")),
+    );
+    // An existing key file is never overwritten, and then no config is left either.
+    let again = w.path("again");
+    fs::create_dir(&again).unwrap();
+    let out = init(&again, &["--masterkey-file", key_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show_output(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&key_file).unwrap(), saved);
+    assert!(!again.join(".gocryptfs.reverse.conf").exists());
+}
+
+/// Messages name the thing and say in words what is wrong with it, never an `os error`
+/// alone (issue 16).
+#[test]
+fn export_messages_say_what_is_wrong_in_words() {
+    let w = Work::new("messages");
+    init_fast(&w.src, &w.pw);
+    let a_file = w.path("a-file");
+    fs::write(&a_file, b"x").unwrap();
+    for (src, dest, want) in [
+        (w.path("missing"), w.path("d1"), "SRC does not exist"),
+        (
+            a_file.clone(),
+            w.path("d2"),
+            "SRC is a file, not a directory",
+        ),
+        (
+            w.src.clone(),
+            a_file.clone(),
+            "DEST is a file, not a directory",
+        ),
+    ] {
+        let out = run(&mut export_cmd(&src, &dest, &w.pw, &[]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(!err.contains("os error"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}

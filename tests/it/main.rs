@@ -1,4 +1,6 @@
+mod attacks;
 mod cli;
+mod deep;
 mod examples;
 mod exclude;
 mod gocryptfs;
