@@ -6,6 +6,7 @@
 //! access below the roots a user names goes through directory handles ([`fs`]). The
 //! format's pure crypto and path math live in [`keys`], [`pathiv`], [`names`],
 //! [`content`], [`config`]; backups are read back by [`restore`] and [`verify`].
+//! [`remote`] is the storage layer for `s3://` and `sftp://` destinations.
 //! It never prints: problems and progress go through [`progress::Progress`].
 
 pub mod cancel;
@@ -23,6 +24,7 @@ pub mod names;
 pub mod pathiv;
 pub mod pathmap;
 pub mod progress;
+pub mod remote;
 pub mod restore;
 pub mod sink;
 pub mod siv;

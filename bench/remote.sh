@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Remote destinations (issue 15), side by side against one local S3 server (s3s-fs on
+# 127.0.0.1): a first run into an empty bucket and a no-change run, for
+#   1. cryptbak export straight to s3://          (PHASE 2: see CRYPTBAK_S3_EXPORT)
+#   2. rclone sync of a prepared local cryptbak DEST   (the two-step flow of today)
+#   3. gocryptfs -reverse + rclone sync of the mount  (the FUSE flow)
+# Each command runs BENCH_RUNS times; the table gives the median wall time and the peak
+# RSS (GNU time; for the gocryptfs flow also the gocryptfs daemon's own peak, VmHWM).
+#
+#   sudo bench/remote.sh                     small corpus at BENCH_SCALE (default 0.1)
+#
+# Environment: BENCH_DIR, BENCH_SCALE, BENCH_RUNS, CRYPTBAK as for bench/run.sh;
+#   RCLONE_FLAGS        extra rclone flags for both peers (default: none, rclone's own
+#                       defaults: --transfers 4 --checkers 8)
+#   CRYPTBAK_S3_EXPORT  the cryptbak command, with {SRC} and {URL} placeholders. Empty
+#                       until phase 2 adds URLs to `cryptbak export`; then e.g.
+#                       '$CRYPTBAK export -q --passfile $pw {SRC} {URL}'
+# Needs root (FUSE), gocryptfs, rclone, s3s-fs (bash .ci/s3s-fs installs it).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/var/tmp/cryptbak-bench}
+BENCH_SCALE=${BENCH_SCALE:-0.1}
+BENCH_RUNS=${BENCH_RUNS:-3}
+RCLONE_FLAGS=${RCLONE_FLAGS:-}
+scale_tag=$(printf '%s' "$BENCH_SCALE" | tr -c '0-9a-zA-Z' '_')
+small=$BENCH_DIR/corpus-$scale_tag/small
+src=$BENCH_DIR/corpus-$scale_tag/small-flat
+pw=$BENCH_DIR/password
+work=$BENCH_DIR/remote-$scale_tag
+mnt=$BENCH_DIR/mnt-remote
+results=$BENCH_DIR/results-$scale_tag
+umount_cmd=$(command -v fusermount3 || command -v fusermount)
+
+if [ -z "${CRYPTBAK:-}" ]; then
+  (cd "$repo" && cargo build --release --quiet)
+  CRYPTBAK=$repo/target/release/cryptbak
+fi
+# PHASE 2: set the default to "$CRYPTBAK export -q --passfile $pw {SRC} {URL}" once
+# `cryptbak export` accepts s3:// URLs.
+CRYPTBAK_S3_EXPORT=${CRYPTBAK_S3_EXPORT:-}
+
+mkdir -p "$BENCH_DIR" "$results" "$mnt"
+[ -e "$pw" ] || echo "benchmark password" > "$pw"
+if [ ! -e "$small.done" ]; then
+  rm -rf "$small"
+  mkdir -p "$(dirname "$small")"
+  echo "== generating the small corpus (scale $BENCH_SCALE) in $small" >&2
+  python3 "$repo/bench/gen_corpus.py" small "$small" "$BENCH_SCALE"
+  gocryptfs -init -reverse -q -scryptn 10 -passfile "$pw" "$small" >/dev/null
+  touch "$small.done"
+fi
+# s3s-fs keeps each object's metadata in a file of its root named after the base64 of
+# the key, so a key longer than about 160 bytes fails (ENAMETOOLONG, HTTP 500) with
+# every client. The small corpus is five levels deep (ciphertext keys up to ~265
+# bytes): this bench uses the same files one level deep (top directory/name, same
+# bytes, modes and mtimes; a clash gets a numeric suffix) so that every key fits.
+if [ ! -e "$src.done" ]; then
+  rm -rf "$src"
+  python3 - "$small" "$src" <<'PY'
+import os, shutil, sys
+small, flat = sys.argv[1], sys.argv[2]
+os.mkdir(flat)
+shutil.copy2(os.path.join(small, ".gocryptfs.reverse.conf"), flat)
+for top in sorted(os.listdir(small)):
+    tp = os.path.join(small, top)
+    if not os.path.isdir(tp) or os.path.islink(tp):
+        continue
+    os.mkdir(os.path.join(flat, top))
+    for d, dirs, files in os.walk(tp):
+        dirs.sort()
+        for f in sorted(files):
+            dst, n = os.path.join(flat, top, f), 0
+            while os.path.lexists(dst):
+                n += 1
+                dst = os.path.join(flat, top, f"{n}.{f}")
+            shutil.copy2(os.path.join(d, f), dst, follow_symlinks=False)
+PY
+  touch "$src.done"
+fi
+
+# ---- the S3 server ------------------------------------------------------------------
+s3s=$(bash "$repo/.ci/s3s-fs")
+rm -rf "$work"
+mkdir -p "$work/s3root"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$s3s" --host 127.0.0.1 --port "$port" --access-key bench-key --secret-key bench-secret "$work/s3root" \
+  >"$work/s3s-fs.log" 2>&1 &
+s3pid=$!
+cleanup() {
+  mountpoint -q "$mnt" && "$umount_cmd" -u "$mnt" || true
+  kill "$s3pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+# What cryptbak (AWS variables) and rclone (remote T:, from the environment) use.
+export AWS_ACCESS_KEY_ID=bench-key AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL=http://127.0.0.1:$port
+unset AWS_CA_BUNDLE  # rclone 1.60 refuses to start with it on a plain-http endpoint
+export RCLONE_CONFIG=$work/no-rclone.conf RCLONE_CONFIG_T_TYPE=s3 RCLONE_CONFIG_T_PROVIDER=Other
+export RCLONE_CONFIG_T_ACCESS_KEY_ID=bench-key RCLONE_CONFIG_T_SECRET_ACCESS_KEY=bench-secret
+export RCLONE_CONFIG_T_ENDPOINT=$AWS_ENDPOINT_URL RCLONE_CONFIG_T_FORCE_PATH_STYLE=true
+
+# A bucket of s3s-fs is a directory of its root: a fresh one per command and first run
+# (in $b; not through $(...), whose subshell would lose the count). Whole buckets, not
+# prefixes: rclone HEADs a prefix to see whether it names a file, s3s-fs answers 500 for
+# a key that is a directory on its disk, and rclone then spends ~80 s in retry backoff
+# before listing (real S3 answers 404 at once). That would measure s3s-fs, not rclone.
+bucket_n=0
+new_bucket() {
+  bucket_n=$((bucket_n + 1))
+  b=bench$bucket_n
+  mkdir "$work/s3root/$b"
+}
+
+# measure LABEL CMD: one run, appends "label wall_s peak_rss_kb" to $work/times.
+measure() {
+  local label=$1 cmd=$2
+  /usr/bin/time -f "%e %M" -o "$work/time.1" sh -c "$cmd" >/dev/null 2>>"$work/commands.log"
+  echo "$label $(cat "$work/time.1")" >> "$work/times"
+}
+
+# The local cryptbak DEST for peer 2, prepared once (untimed: peer 2 measures the sync).
+dest=$work/dest
+echo "== preparing the local cryptbak DEST" >&2
+"$CRYPTBAK" export -q --passfile "$pw" "$src" "$dest"
+
+gc_rss=$work/gocryptfs-rss
+# gocryptfs in the foreground in the background, so that its own peak RSS can be read
+# before the unmount; the timed command is mount + rclone sync + unmount.
+gc_sync() { # bucket
+  cat <<SH
+gocryptfs -reverse -fg -q -passfile $pw $src $mnt 2>>$work/gocryptfs.log & gpid=\$!
+for _ in \$(seq 200); do mountpoint -q $mnt && break; sleep 0.05; done
+rclone sync $RCLONE_FLAGS $mnt T:$1; rc=\$?
+awk '/VmHWM/ {print \$2}' /proc/\$gpid/status >> $gc_rss
+$umount_cmd -u $mnt; wait \$gpid; exit \$rc
+SH
+}
+
+: > "$work/times"
+for run in $(seq "$BENCH_RUNS"); do
+  echo "== run $run of $BENCH_RUNS" >&2
+  if [ -n "$CRYPTBAK_S3_EXPORT" ]; then
+    new_bucket
+    cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$src}
+    cmd=${cmd//\{URL\}/s3://$b}
+    measure "cryptbak-export-s3:first" "$cmd"
+    measure "cryptbak-export-s3:no-change" "$cmd"
+  fi
+  new_bucket
+  measure "rclone-sync-of-dest:first" "rclone sync $RCLONE_FLAGS $dest T:$b"
+  measure "rclone-sync-of-dest:no-change" "rclone sync $RCLONE_FLAGS $dest T:$b"
+  rc_bucket=$b
+  new_bucket
+  measure "gocryptfs-reverse+rclone-sync:first" "$(gc_sync "$b")"
+  measure "gocryptfs-reverse+rclone-sync:no-change" "$(gc_sync "$b")"
+done
+
+# The peers must have uploaded the same files as the local DEST, byte for byte (checked
+# on s3s-fs's disk, where object KEY of bucket B is the file B/KEY; rclone does not copy
+# symlinks, so regular files only): a benchmark of a wrong result is worthless.
+sums() { (cd "$1" && find . -type f -exec md5sum {} + | sort -k2); }
+for p in "rclone-sync-of-dest $rc_bucket" "gocryptfs-reverse+rclone-sync $b"; do
+  set -- $p
+  if [ "$(sums "$work/s3root/$2")" = "$(sums "$dest")" ]; then
+    echo "$1: the bucket holds the same files as the cryptbak DEST" >&2
+  else
+    echo "WARNING: $1: the bucket differs from the cryptbak DEST" >&2
+  fi
+done
+
+files=$(find "$src" -type f | wc -l)
+bytes=$(du -sb "$dest" | cut -f1)
+{
+  echo "corpus: small, scale $BENCH_SCALE: $files files, $bytes bytes of ciphertext; $BENCH_RUNS runs;"
+  echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg) (nproc $(nproc))"
+  [ -n "$CRYPTBAK_S3_EXPORT" ] || echo "cryptbak export to s3:// not measured: PHASE 2 (set CRYPTBAK_S3_EXPORT)"
+  echo
+  echo "| command | run | median s | min s | peak RSS MiB |"
+  echo "|---|---|---:|---:|---:|"
+  python3 - "$work/times" "$gc_rss" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, wall, rss = line.split()
+    rows.setdefault(label, []).append((float(wall), int(rss)))
+try:
+    gc = [int(x) for x in open(sys.argv[2]).read().split()]
+except FileNotFoundError:
+    gc = []
+for label, v in rows.items():
+    cmd, run = label.split(":")
+    walls = [w for w, _ in v]
+    rss = max(r for _, r in v) / 1024
+    extra = f" (+ gocryptfs {max(gc) / 1024:.0f})" if cmd.startswith("gocryptfs") and gc else ""
+    print(f"| {cmd} | {run} | {statistics.median(walls):.2f} | {min(walls):.2f} | {rss:.0f}{extra} |")
+PY
+} | tee "$results/remote.md"
