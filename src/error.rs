@@ -33,6 +33,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A remote store (S3, SFTP) failed: the object's URL and the service's message.
+    #[error("{0}")]
+    Remote(#[from] crate::remote::Error),
+
     #[error("interrupted by a signal: only complete files were left under their final names; run again to finish")]
     Interrupted,
     #[error("interrupted by a signal: DEST holds only complete, authenticated files (directories may lack their final modes and times); restore again into an empty directory to finish")]

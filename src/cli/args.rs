@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Create SRC/.gocryptfs.reverse.conf (like `gocryptfs -init -reverse SRC`)
     Init(InitArgs),
-    /// Write the encrypted reverse view of SRC into the directory DEST, or as a tar stream (--tar)
+    /// Write the encrypted reverse view of SRC into DEST (a directory, s3:// or sftp://), or as a tar stream (--tar)
     Export(ExportArgs),
     /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating everything
     Restore(RestoreArgs),
@@ -215,6 +215,23 @@ pub struct SelectArgs {
     pub exclude_if_present: Vec<std::ffi::OsString>,
 }
 
+/// The long help of export's DEST.
+const DEST_HELP: &str = "Where to write the encrypted view. Created if missing; if it \
+exists it must be empty or an earlier export with the same key, and is updated to exactly the \
+current view (new and changed entries written, vanished ones deleted).\n\n\
+A directory, or a remote location written directly, without a local copy:\n\
+  s3://BUCKET/PREFIX   AWS S3 or any S3-compatible service. Credentials, region and endpoint \
+come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, \
+AWS_ENDPOINT_URL (path-style addressing then) or ~/.aws/credentials and ~/.aws/config \
+(AWS_PROFILE). One object per file, a zero-length PREFIX/DIR/ marker per directory, mtime, \
+mode and owner in rclone's metadata keys: `rclone copy --metadata --links` of the prefix \
+gives the same tree, which gocryptfs mounts.\n\
+  sftp://[USER@]HOST[:PORT]/PATH   Over the system ssh (your ssh config, keys and agent; \
+CRYPTBAK_SSH replaces the ssh command). The same tree as a directory export, modes and \
+whole-second mtimes, no owners.\n\
+Incremental from one listing (S3: plus one HEAD per object for its mtime), --transfers \
+uploads at once, a lock object .cryptbak-lock while it runs. See docs/remote.md.";
+
 #[derive(Args, Debug)]
 #[command(
     group(ArgGroup::new("output").required(true).args(["dest", "tar"])),
@@ -232,6 +249,14 @@ pub struct ExportArgs {
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
 
+    /// With an s3:// or sftp:// DEST: objects uploaded at once [default: 8]; the worker threads grow to at least N
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub transfers: Option<u16>,
+
+    /// With an s3:// or sftp:// DEST: first remove the lock object a run that died (kill -9, a reboot) left behind; make sure no other export into DEST is running
+    #[arg(long)]
+    pub break_lock: bool,
+
     /// Show what would be written and deleted, change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -248,7 +273,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
 
-    /// Do not flush DEST's filesystem to disk (syncfs) before deleting stale entries and before reporting success; faster on slow disks, but a power cut right after the run may lose what it wrote
+    /// Do not flush DEST's filesystem to disk (syncfs) before deleting stale entries and before reporting success; faster on slow disks, but a power cut right after the run may lose what it wrote (directories only)
     #[arg(long)]
     pub no_sync: bool,
 
@@ -271,15 +296,17 @@ pub struct ExportArgs {
     /// The plaintext directory to back up
     pub src: PathBuf,
 
-    /// Where to write the encrypted view: created if missing; if it exists it must be empty
-    /// or an earlier export with the same key, and is updated to exactly the current view
+    /// Where to write the encrypted view: a directory, s3://BUCKET/PREFIX or
+    /// sftp://[USER@]HOST[:PORT]/PATH. Created if missing; if it exists it must be empty or
+    /// an earlier export with the same key, and is updated to exactly the current view
+    #[arg(long_help = DEST_HELP)]
     pub dest: Option<PathBuf>,
 
     /// Write the encrypted view as one tar archive to FILE (`-` for standard output) instead of into DEST
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "no_sync", "verbose", "json"],
+        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "no_sync", "verbose", "json", "transfers", "break_lock"],
         long_help = "Write the encrypted view as one POSIX (pax) tar archive to FILE, or to standard \
 output with `-`, instead of into a directory DEST; nothing is stored anywhere else. Extracting it \
 (GNU tar or bsdtar, as root) gives exactly the tree `cryptbak export SRC DEST` writes, and a plain \

@@ -11,7 +11,9 @@ use cryptbak::fs::lock::RunLock;
 use cryptbak::fs::Dir;
 use cryptbak::keys::MasterKey;
 use cryptbak::names::REVERSE_CONF_NAME;
+use cryptbak::remote::Location;
 use cryptbak::sink::dir::DirSink;
+use cryptbak::sink::remote::RemoteSink;
 use cryptbak::view::Meta;
 use cryptbak::{Error, Result};
 
@@ -329,6 +331,21 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     if let Some(tar) = &a.tar {
         super::tar::check_output(tar, &a.src)?;
     }
+    let url = a
+        .dest
+        .as_ref()
+        .and_then(|d| d.to_str())
+        .filter(|d| Location::is_url(d));
+    if let Some(url) = url {
+        let loc = Location::parse(url)
+            .map_err(|e| Error::Usage(format!("DEST {}: {e}", report::sanitize(url))))?;
+        return export_remote(a, &loc, started);
+    }
+    if a.transfers.is_some() || a.break_lock {
+        return Err(Error::Usage(
+            "--transfers and --break-lock apply to an s3:// or sftp:// DEST only".into(),
+        ));
+    }
     if a.dest.as_ref().is_some_and(|dest| same_place(&a.src, dest)) {
         return Err(Error::Usage(
             "DEST must not be inside SRC (or SRC inside DEST)".into(),
@@ -399,17 +416,135 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     });
     sink.close();
     progress.finish();
-    let summary = summary?;
+    finish_export(a, &summary?, started, &show_path(dest))
+}
+
+/// The summary line (or JSON object) and the exit code of an export into a tree.
+fn finish_export(a: &ExportArgs, summary: &Summary, started: Instant, dest: &str) -> Result<i32> {
     if a.json {
-        print_json_summary(&summary, started);
+        print_json_summary(summary, started);
     } else if !a.quiet {
-        print_summary(&summary, started, dest, a.dry_run);
+        print_summary(summary, started, dest, a.dry_run);
     }
     Ok(if summary.errors > 0 {
         exit::PARTIAL
     } else {
         exit::OK
     })
+}
+
+/// `export SRC s3://…` or `sftp://…`: the same driver and plan, into a [`RemoteSink`].
+fn export_remote(a: &ExportArgs, loc: &Location, started: Instant) -> Result<i32> {
+    use cryptbak::remote::{Env, Options, Store};
+
+    let source = open_source(&a.src, &a.key, a.compat, &a.select, EXPORT_CONFIG_HINT)?;
+    let mut store_opts = Options::default();
+    if let Some(t) = a.transfers {
+        store_opts.transfers = usize::from(t);
+    }
+    // Uploads run on the worker threads, each blocked on the network while its object
+    // is sent: at least one thread per transfer.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    set_threads(Some(a.jobs.unwrap_or(cores).max(store_opts.transfers)));
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let store = Store::open(loc, &Env::from_process(), store_opts)?;
+    // A dry run changes nothing, the lock object included.
+    let lock = if a.dry_run {
+        None
+    } else {
+        if matches!(loc, Location::Sftp { .. }) {
+            // The lock lives in the directory, which must exist for it.
+            store.mkdir("", &Default::default())?;
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "an unknown host".into());
+        if a.break_lock {
+            store.break_lock()?;
+        }
+        let lock = store
+            .lock(&format!(
+                "cryptbak export on {host}, pid {}",
+                std::process::id()
+            ))
+            .map_err(|mut e| {
+                if e.kind == cryptbak::remote::ErrorKind::Locked {
+                    e.msg = e.msg.replace(
+                        "remove the lock object and run again",
+                        "run again with --break-lock",
+                    );
+                }
+                e
+            })?;
+        if !lock.enforced() {
+            report::warn(&format!(
+                "{loc}: the service ignores conditional writes (If-None-Match), so the lock object cannot keep out a second run that starts at the same moment; do not run two exports into one prefix at once"
+            ));
+        }
+        Some(lock)
+    };
+    let (sink, problems) = RemoteSink::open(&store)?;
+    const SHOWN: usize = 10;
+    for p in problems.iter().take(SHOWN) {
+        report::warn(&format!(
+            "{}; it will be uploaded again",
+            report::sanitize(&p.to_string())
+        ));
+    }
+    if problems.len() > SHOWN {
+        report::warn(&format!(
+            "metadata of {} more objects could not be read",
+            problems.len() - SHOWN
+        ));
+    }
+    sink.check_key(
+        source.view.cryptor(),
+        source.key_config.as_deref().map(Vec::as_slice),
+    )?;
+    let output = if a.json {
+        Output::Json
+    } else if a.verbose || a.dry_run {
+        Output::Itemize
+    } else {
+        Output::Quiet
+    };
+    let progress = StderrReport::new(a.quiet, output, !a.no_progress);
+    let opts = TreeOptions {
+        dry_run: a.dry_run,
+        checksum: a.checksum,
+        delete: !a.no_delete,
+        max_delete: a.max_delete,
+        // Owners are stored on S3 (rclone's uid and gid keys) whoever runs the export;
+        // SFTP cannot set them.
+        owners: matches!(loc, Location::S3 { .. }),
+        sync: true,
+        ..TreeOptions::default()
+    };
+    let summary = with_total(&source.view, &source.dir, &progress, || {
+        export_tree(
+            &source.view,
+            source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?,
+            &sink,
+            &opts,
+            &progress,
+        )
+    });
+    progress.finish();
+    // A failure that doomed every request (credentials, the bucket, the connection)
+    // stopped the run: that, not the stop, is what to report.
+    if let Some(e) = sink.fatal() {
+        return Err(e.clone().into());
+    }
+    let summary = summary?;
+    if let Some(lock) = lock {
+        if let Err(e) = sink.unlock(lock) {
+            report::warn(&format!(
+                "{}; remove the lock object before the next run",
+                report::sanitize(&e.to_string())
+            ));
+        }
+    }
+    finish_export(a, &summary, started, &report::sanitize(&loc.to_string()))
 }
 
 /// Run `work` while, on a terminal, another thread counts the view for the progress
@@ -481,14 +616,14 @@ fn warn_if_shared(dest: &Path) {
 
 /// One line, whose numbers add up: every entry of the view is one of the kinds listed,
 /// and was written, updated in place or left unchanged.
-fn print_summary(s: &Summary, started: Instant, dest: &Path, dry_run: bool) {
+fn print_summary(s: &Summary, started: Instant, dest: &str, dry_run: bool) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes_read as f64 / 1e6;
     eprintln!(
         "cryptbak: {}{} in {}: {} written, {} updated in place, {} unchanged, {} deleted; {:.1} MB written, {:.2} s, {:.0} MB/s{}",
         if dry_run { "DRY RUN, nothing changed: " } else { "" },
         report::export_kinds(s),
-        show_path(dest),
+        dest,
         s.written,
         s.metadata_only,
         s.unchanged,

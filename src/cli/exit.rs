@@ -27,6 +27,9 @@ pub fn for_error(e: &Error) -> i32 {
         Error::Integrity { .. } => INTEGRITY,
         Error::Usage(_) => USAGE,
         Error::Interrupted | Error::RestoreInterrupted => INTERRUPTED,
-        Error::Io { .. } | Error::Invalid { .. } | Error::ConfigExists { .. } => FATAL,
+        Error::Io { .. }
+        | Error::Invalid { .. }
+        | Error::ConfigExists { .. }
+        | Error::Remote(_) => FATAL,
     }
 }

@@ -63,6 +63,43 @@ impl Delta {
     }
 }
 
+/// What a destination keeps of an entry's metadata, which the comparison must respect.
+/// A directory keeps everything; a remote store less (see [`crate::sink::remote`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fidelity {
+    /// The finest mtime difference it keeps, in nanoseconds (1: all of it; 10⁹: whole
+    /// seconds, as SFTP). Times are compared truncated to this, so an mtime the
+    /// destination cannot hold is not a change on every run.
+    pub mtime_ns: u32,
+    /// Mode and owner can be changed without writing the content again (an S3 object's
+    /// metadata cannot: such a change is a rewrite).
+    pub fix_in_place: bool,
+}
+
+impl Fidelity {
+    /// Everything, to the nanosecond: a local directory.
+    pub const EXACT: Fidelity = Fidelity {
+        mtime_ns: 1,
+        fix_in_place: true,
+    };
+
+    /// Whether two times are the same as far as the destination can tell.
+    pub fn same_time(&self, a: crate::view::Time, b: crate::view::Time) -> bool {
+        let res = self.mtime_ns.clamp(1, 1_000_000_000);
+        a.sec == b.sec && a.nsec / res == b.nsec / res
+    }
+}
+
+/// How the plan compares, for one run into one destination.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Owners count: they can be set (root into a directory) or are stored (S3).
+    pub owners: bool,
+    /// `--checksum`: a quick-check match is confirmed by comparing the bytes.
+    pub checksum: bool,
+    pub fidelity: Fidelity,
+}
+
 /// What to do with a leaf (anything but a directory) of the view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -76,20 +113,20 @@ pub enum Decision {
 }
 
 /// Compare an existing destination entry with the entry the view wants. Owners count
-/// only when we can set them.
-pub fn leaf_delta(existing: &Existing, wanted: &Entry, owners: bool) -> Delta {
+/// only when `rules` says so; times as finely as the destination keeps them.
+pub fn leaf_delta(existing: &Existing, wanted: &Entry, rules: &Rules) -> Delta {
     let (m, w) = (&existing.meta, &wanted.meta);
     let mut d = Delta {
         kind: m.file_type() != w.file_type(),
         perms: m.permissions() != w.permissions(),
-        owner: owners && m.uid != w.uid,
-        group: owners && m.gid != w.gid,
+        owner: rules.owners && m.uid != w.uid,
+        group: rules.owners && m.gid != w.gid,
         ..Delta::default()
     };
     if d.kind {
         return d;
     }
-    d.time = m.mtime != w.mtime;
+    d.time = !rules.fidelity.same_time(m.mtime, w.mtime);
     match &wanted.payload {
         Payload::Symlink { target } => {
             // A symlink's target is cheap to read and is its whole content.
@@ -112,26 +149,22 @@ pub fn leaf_delta(existing: &Existing, wanted: &Entry, owners: bool) -> Delta {
 /// that is ours alone: a regular file with one link, changed through a handle whose
 /// identity is checked. Anything else (a file with other links, which someone may have
 /// linked to a file outside the backup; a symlink, FIFO or device, which can only be
-/// changed by name) is replaced instead.
-pub fn decide(
-    existing: Option<&Existing>,
-    wanted: &Entry,
-    owners: bool,
-    checksum: bool,
-) -> Decision {
+/// changed by name) is replaced instead, and so is everything on a destination that
+/// cannot change metadata in place.
+pub fn decide(existing: Option<&Existing>, wanted: &Entry, rules: &Rules) -> Decision {
     let Some(ex) = existing else {
         return Decision::Write(Action::Create, Delta::default());
     };
-    let mut d = leaf_delta(ex, wanted, owners);
+    let mut d = leaf_delta(ex, wanted, rules);
     let ours_alone = ex.meta.file_type() == S_IFREG && ex.meta.nlink == 1;
-    if !d.needs_rewrite() && d.needs_metadata() && !ours_alone {
+    if !d.needs_rewrite() && d.needs_metadata() && !(ours_alone && rules.fidelity.fix_in_place) {
         d.content = true;
     }
     if d.needs_rewrite() {
         Decision::Write(Action::Rewrite, d)
     } else if d.needs_metadata() {
         Decision::Metadata(d)
-    } else if checksum && ex.meta.file_type() == S_IFREG && wanted.meta.size > 0 {
+    } else if rules.checksum && ex.meta.file_type() == S_IFREG && wanted.meta.size > 0 {
         Decision::Compare(d)
     } else {
         Decision::Unchanged
@@ -281,6 +314,14 @@ mod tests {
         }
     }
 
+    fn rules(owners: bool, checksum: bool) -> Rules {
+        Rules {
+            owners,
+            checksum,
+            fidelity: Fidelity::EXACT,
+        }
+    }
+
     fn existing(m: Meta) -> Existing {
         Existing {
             name: b"b".to_vec(),
@@ -293,28 +334,31 @@ mod tests {
     fn quick_check_decides() {
         let want = file(100, 5);
         assert_eq!(
-            decide(None, &want, true, false),
+            decide(None, &want, &rules(true, false)),
             Decision::Write(Action::Create, Delta::default())
         );
         let same = existing(meta(S_IFREG | 0o644, 100, 5));
-        assert_eq!(decide(Some(&same), &want, true, false), Decision::Unchanged);
+        assert_eq!(
+            decide(Some(&same), &want, &rules(true, false)),
+            Decision::Unchanged
+        );
         assert!(matches!(
-            decide(Some(&same), &want, true, true),
+            decide(Some(&same), &want, &rules(true, true)),
             Decision::Compare(_)
         ));
         let newer = existing(meta(S_IFREG | 0o644, 100, 6));
         assert!(matches!(
-            decide(Some(&newer), &want, true, false),
+            decide(Some(&newer), &want, &rules(true, false)),
             Decision::Write(Action::Rewrite, d) if d.time && !d.size
         ));
         let chmod = existing(meta(S_IFREG | 0o600, 100, 5));
         assert!(matches!(
-            decide(Some(&chmod), &want, true, false),
+            decide(Some(&chmod), &want, &rules(true, false)),
             Decision::Metadata(d) if d.perms
         ));
         let dir = existing(meta(S_IFDIR | 0o755, 100, 5));
         assert!(matches!(
-            decide(Some(&dir), &want, true, false),
+            decide(Some(&dir), &want, &rules(true, false)),
             Decision::Write(Action::Rewrite, d) if d.kind
         ));
     }
@@ -325,19 +369,80 @@ mod tests {
         let mut linked = meta(S_IFREG | 0o600, 100, 5);
         linked.nlink = 2;
         assert!(matches!(
-            decide(Some(&existing(linked)), &want, true, false),
+            decide(Some(&existing(linked)), &want, &rules(true, false)),
             Decision::Write(Action::Rewrite, _)
         ));
         // Owners are compared only when they can be set.
         let mut other_owner = meta(S_IFREG | 0o644, 100, 5);
         other_owner.uid = 7;
         assert_eq!(
-            decide(Some(&existing(other_owner.clone())), &want, false, false),
+            decide(
+                Some(&existing(other_owner.clone())),
+                &want,
+                &rules(false, false)
+            ),
             Decision::Unchanged
         );
         assert!(matches!(
-            decide(Some(&existing(other_owner)), &want, true, false),
+            decide(Some(&existing(other_owner)), &want, &rules(true, false)),
             Decision::Metadata(d) if d.owner
+        ));
+    }
+
+    #[test]
+    fn times_are_compared_as_finely_as_the_destination_keeps_them() {
+        let mut want = file(100, 5);
+        want.meta.mtime.nsec = 123_456_789;
+        // Whole seconds (SFTP): the nanoseconds it cannot hold are no change...
+        let seconds = Rules {
+            fidelity: Fidelity {
+                mtime_ns: 1_000_000_000,
+                fix_in_place: true,
+            },
+            ..rules(false, false)
+        };
+        let held = existing(meta(S_IFREG | 0o644, 100, 5));
+        assert_eq!(decide(Some(&held), &want, &seconds), Decision::Unchanged);
+        // ...but a second is, and to the nanosecond everything is.
+        let later = existing(meta(S_IFREG | 0o644, 100, 6));
+        assert!(matches!(
+            decide(Some(&later), &want, &seconds),
+            Decision::Write(Action::Rewrite, d) if d.time
+        ));
+        assert!(matches!(
+            decide(Some(&held), &want, &rules(false, false)),
+            Decision::Write(Action::Rewrite, d) if d.time
+        ));
+        let f = Fidelity {
+            mtime_ns: 1000,
+            fix_in_place: true,
+        };
+        let t = |sec, nsec| crate::view::Time { sec, nsec };
+        assert!(f.same_time(t(1, 1_999), t(1, 1_000)));
+        assert!(!f.same_time(t(1, 2_000), t(1, 1_999)));
+        assert!(!f.same_time(t(2, 0), t(1, 0)));
+    }
+
+    #[test]
+    fn metadata_is_rewritten_where_it_cannot_be_fixed_in_place() {
+        let want = file(100, 5);
+        let chmod = existing(meta(S_IFREG | 0o600, 100, 5));
+        let s3 = Rules {
+            fidelity: Fidelity {
+                mtime_ns: 1,
+                fix_in_place: false,
+            },
+            ..rules(true, false)
+        };
+        assert!(matches!(
+            decide(Some(&chmod), &want, &s3),
+            Decision::Write(Action::Rewrite, d) if d.perms && d.content
+        ));
+        let mut chown = meta(S_IFREG | 0o644, 100, 5);
+        chown.uid = 9;
+        assert!(matches!(
+            decide(Some(&existing(chown)), &want, &s3),
+            Decision::Write(Action::Rewrite, d) if d.owner
         ));
     }
 

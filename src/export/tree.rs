@@ -48,7 +48,8 @@ pub struct TreeOptions {
     pub delete: bool,
     /// Refuse to delete more than this many entries (nothing is deleted then).
     pub max_delete: Option<u64>,
-    /// Owners count in the plan (they can be set: running as root).
+    /// Owners count in the plan (they can be set: running as root; or they are stored,
+    /// as in S3 metadata).
     pub owners: bool,
     /// Make what was written durable (syncfs) before deleting and before returning.
     pub sync: bool,
@@ -133,6 +134,7 @@ struct Tree<'a, S: TreeSink> {
     view: &'a View,
     sink: &'a S,
     opts: TreeOptions,
+    rules: plan::Rules,
     tally: Tally<'a>,
     encryptors: Encryptors<'a>,
     prefetch: Prefetch,
@@ -159,6 +161,11 @@ pub fn export_tree<S: TreeSink>(
         view,
         sink,
         opts: *opts,
+        rules: plan::Rules {
+            owners: opts.owners,
+            checksum: opts.checksum,
+            fidelity: sink.fidelity(),
+        },
         tally: Tally::new(view, progress),
         encryptors: Encryptors::new(&view.cryptor().content),
         prefetch: Prefetch::default(),
@@ -519,7 +526,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
         'a: 's,
     {
         let seen_id = seen.as_ref().map(Existing::identity);
-        match plan::decide(seen.as_ref(), &e, self.opts.owners, self.opts.checksum) {
+        match plan::decide(seen.as_ref(), &e, &self.rules) {
             Decision::Unchanged => {
                 self.tally.kind(&e);
                 self.tally.action(Action::Unchanged, &e, Delta::default());
@@ -851,7 +858,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
             .map_or(Ok(()), |s| self.sink.remove(dest, s))
             .and_then(|()| {
                 self.sink
-                    .link(dest, cpath::name(&e.cpath), primary, primary_id)
+                    .link(dest, cpath::name(&e.cpath), e, primary, primary_id)
             });
         match result {
             Ok(()) => add_link(action),

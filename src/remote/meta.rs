@@ -5,8 +5,9 @@
 //! (`X-Amz-Meta-Mtime`) as decimal seconds with a nine-digit fraction
 //! (`1700000000.123456789`, ncw/swift's `TimeToFloatString`), and reads it back to the
 //! nanosecond. With `--metadata` its local backend also writes and applies `mode` (the
-//! whole `st_mode`, in octal: `100644`), `uid` and `gid` (decimal). Those are the keys
-//! and spellings used here; tests/it/remote.rs checks them against the real rclone.
+//! whole `st_mode`, in octal: `100644`), `uid` and `gid` (decimal), and writes `rdev`
+//! (hexadecimal) for device nodes. Those are the keys and spellings used here;
+//! tests/it/remote.rs checks them against the real rclone.
 
 use std::collections::HashMap;
 
@@ -21,12 +22,15 @@ pub struct Meta {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The device number of a device node (rclone's `rdev`; it does not apply it).
+    pub rdev: Option<u64>,
 }
 
 pub const KEY_MTIME: &str = "mtime";
 pub const KEY_MODE: &str = "mode";
 pub const KEY_UID: &str = "uid";
 pub const KEY_GID: &str = "gid";
+pub const KEY_RDEV: &str = "rdev";
 
 impl Meta {
     /// The user metadata to send (keys without the `x-amz-meta-` prefix).
@@ -44,6 +48,9 @@ impl Meta {
         if let Some(v) = self.gid {
             m.insert(KEY_GID.to_string(), v.to_string());
         }
+        if let Some(v) = self.rdev {
+            m.insert(KEY_RDEV.to_string(), format!("{v:x}"));
+        }
         m
     }
 
@@ -60,6 +67,7 @@ impl Meta {
                 KEY_MODE => out.mode = u32::from_str_radix(v.trim(), 8).ok(),
                 KEY_UID => out.uid = v.trim().parse().ok(),
                 KEY_GID => out.gid = v.trim().parse().ok(),
+                KEY_RDEV => out.rdev = u64::from_str_radix(v.trim(), 16).ok(),
                 _ => {}
             }
         }
@@ -145,12 +153,14 @@ mod tests {
             mode: Some(0o100644),
             uid: Some(1000),
             gid: Some(0),
+            rdev: Some(0x1abc),
         };
         let um = m.to_user_metadata();
         assert_eq!(um["mtime"], "1700000000.000000042");
         assert_eq!(um["mode"], "100644");
         assert_eq!(um["uid"], "1000");
         assert_eq!(um["gid"], "0");
+        assert_eq!(um["rdev"], "1abc");
         let back = Meta::from_user_metadata(um.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(back, m);
         assert!(Meta::default().to_user_metadata().is_empty());
@@ -172,6 +182,7 @@ mod tests {
                 mode: Some(0o40755),
                 uid: None,
                 gid: None,
+                rdev: None,
             }
         );
         assert_eq!(Meta::from_user_metadata([("mode", "999")]).mode, None);

@@ -177,7 +177,8 @@ impl Store {
     /// Everything below the location, from one recursive listing (S3: ListObjectsV2
     /// pages; SFTP: a walk of parallel readdirs). Sorted by key. The lock object is
     /// left out. On S3 the entries carry size, ETag and Last-Modified but no user
-    /// metadata: see [`Store::fill_meta`].
+    /// metadata: see [`Store::fill_meta`]. On S3 the prefix's own marker, when the
+    /// service lists it, comes first with the key `""` (the root directory).
     pub fn list(&self) -> Result<Vec<RemoteEntry>> {
         let mut v = match &self.backend {
             Backend::S3(b) => self.rt.block_on(b.list())?,
@@ -242,7 +243,7 @@ impl Store {
     /// file removed.
     pub fn put(&self, key: &str, len: u64, meta: &Meta) -> Result<Upload<'_>> {
         let inner = match &self.backend {
-            Backend::S3(b) => Inner::S3(self.rt.block_on(b.writer(key, meta, &self.opts))?),
+            Backend::S3(b) => Inner::S3(self.rt.block_on(b.writer(key, len, meta, &self.opts))?),
             Backend::Sftp(b) => {
                 let (f, tmp) = self.rt.block_on(b.create_temp(key))?;
                 Inner::Sftp(f, tmp)
@@ -290,6 +291,37 @@ impl Store {
             )),
             Backend::Sftp(b) => self.rt.block_on(b.set_meta(key, meta)),
         }
+    }
+
+    /// Makes `to` hold what `from` holds, bytes and metadata: on S3 a server-side copy
+    /// (nothing passes through this machine); on SFTP a hard link (one file with two
+    /// names, as in the directory export). `len` is the object's size: an object S3
+    /// cannot copy in one request (over 5 GiB), or a server without OpenSSH's hardlink
+    /// extension, gets the bytes read back and written again, `part_size` at a time.
+    pub fn link(&self, from: &str, to: &str, len: u64, meta: &Meta) -> Result<()> {
+        const MAX_COPY: u64 = 5 << 30;
+        let done = match &self.backend {
+            Backend::S3(b) if len <= MAX_COPY => {
+                self.rt.block_on(b.copy(from, to)).map(|()| true)?
+            }
+            Backend::S3(_) => false,
+            Backend::Sftp(b) => self.rt.block_on(b.hard_link(from, to))?,
+        };
+        if done {
+            return Ok(());
+        }
+        let mut up = self.put(to, len, meta)?;
+        let step = self.opts.part_size.max(1 << 20) as u64;
+        let mut at = 0;
+        while at < len {
+            let chunk = self.get_range(from, at..(at + step).min(len))?;
+            if chunk.is_empty() {
+                break;
+            }
+            at += chunk.len() as u64;
+            io::Write::write_all(&mut up, &chunk).map_err(|e| up.take_error(e))?;
+        }
+        up.finish()
     }
 
     /// A symlink `key` pointing to `target` (SFTP; made under a temporary name and
@@ -552,6 +584,12 @@ impl Upload<'_> {
             self.failed.get_or_insert(e.clone());
         }
         r
+    }
+
+    /// The error that made a write fail, whole (an [`io::Write`] caller only sees its
+    /// text): taken, so that the caller can tell a failing store from a failing source.
+    pub fn failure(&mut self) -> Option<Error> {
+        self.failed.take()
     }
 
     fn take_error(&mut self, e: io::Error) -> Error {

@@ -127,11 +127,22 @@ impl S3 {
             let Some(key) = entry.path().strip_prefix(&self.prefix) else {
                 continue;
             };
-            // The prefix's own marker, if any, is the root: not an entry.
+            let m = entry.metadata();
+            // The prefix's own marker, if listed, is the root directory: key "".
             if key.is_empty() || key == "/" {
+                if !self.prefix.is_empty() && entry.path() == self.prefix {
+                    out.push(RemoteEntry {
+                        key: String::new(),
+                        kind: Kind::Dir,
+                        size: 0,
+                        meta: Meta::default(),
+                        meta_known: false,
+                        etag: None,
+                        modified: None,
+                    });
+                }
                 continue;
             }
-            let m = entry.metadata();
             out.push(RemoteEntry {
                 key: key.to_string(),
                 kind: if m.mode() == EntryMode::DIR || key.ends_with('/') {
@@ -178,15 +189,20 @@ impl S3 {
     /// A streaming writer: parts of `opts.part_size` bytes, up to `opts.part_concurrency`
     /// of them in flight, one PUT for objects that fit in one part. `close` completes the
     /// multipart upload, `abort` aborts it.
+    ///
+    /// S3 allows at most 10 000 parts: an object longer than `len / 9000` parts of
+    /// `part_size` gets larger parts (memory then grows with the file, past about
+    /// 70 GiB at the default 8 MiB).
     pub(super) async fn writer(
         &self,
         key: &str,
+        len: u64,
         meta: &Meta,
         opts: &Options,
     ) -> Result<opendal::Writer> {
         self.op
             .writer_with(&self.full(key))
-            .chunk(opts.part_size)
+            .chunk(part_size(len, opts.part_size))
             .concurrent(opts.part_concurrency)
             .user_metadata(meta.to_user_metadata())
             .await
@@ -214,16 +230,35 @@ impl S3 {
     /// The zero-length `<key>/` marker of a directory, with its metadata. OpenDAL's
     /// `Operator` refuses to write a path ending in `/` (and its `create_dir` takes no
     /// metadata), so this goes one level down, through the same layered accessor.
+    ///
+    /// The root (`key` empty) is the prefix's own marker `PREFIX/`; a location that is
+    /// a whole bucket has none (there is nothing to name it by).
     pub(super) async fn mkdir(&self, key: &str, meta: &Meta) -> Result<()> {
-        let k = format!("{}/", key.trim_end_matches('/'));
+        let key = key.trim_end_matches('/');
+        let (k, full) = if key.is_empty() {
+            if self.prefix.is_empty() {
+                return Ok(());
+            }
+            (String::new(), self.prefix.clone())
+        } else {
+            let k = format!("{key}/");
+            let full = self.full(&k);
+            (k, full)
+        };
         let acc = self.op.clone().into_inner();
         let args = OpWrite::default().with_user_metadata(meta.to_user_metadata());
-        let (_, mut w) = acc
-            .write(&self.full(&k), args)
-            .await
-            .map_err(|e| self.err(&k, e))?;
+        let (_, mut w) = acc.write(&full, args).await.map_err(|e| self.err(&k, e))?;
         w.close().await.map_err(|e| self.err(&k, e))?;
         Ok(())
+    }
+
+    /// Server-side copy (CopyObject): the object's bytes and metadata, nothing through
+    /// this machine. S3 copies objects of up to 5 GiB this way.
+    pub(super) async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.op
+            .copy(&self.full(from), &self.full(to))
+            .await
+            .map_err(|e| self.err(to, e))
     }
 
     pub(super) async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Vec<u8>> {
@@ -299,6 +334,14 @@ impl S3 {
     pub(super) fn err_for(&self, key: &str, e: opendal::Error) -> Error {
         self.err(key, e)
     }
+}
+
+/// The part size for an object of `len` bytes: `want`, or more when `want` would need
+/// more than 9000 parts (S3's limit is 10 000), rounded up to a whole MiB.
+pub(super) fn part_size(len: u64, want: usize) -> usize {
+    const MAX_PARTS: u64 = 9000;
+    let need = len.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
+    want.max(usize::try_from(need).unwrap_or(usize::MAX))
 }
 
 fn system_time(t: SystemTime) -> Time {
@@ -432,6 +475,18 @@ mod tests {
         assert_eq!(f["code"], "NoSuchBucket");
         assert_eq!(f["message"], "The \"b\" bucket");
         assert!(s3_error_fields("plain text").is_empty());
+    }
+
+    #[test]
+    fn part_size_keeps_under_the_part_limit() {
+        let mib = 1usize << 20;
+        assert_eq!(part_size(0, 8 * mib), 8 * mib);
+        assert_eq!(part_size(9000 * 8 * mib as u64, 8 * mib), 8 * mib);
+        let big = 9000 * 8 * mib as u64 + 1;
+        assert_eq!(part_size(big, 8 * mib), 9 * mib);
+        let huge = 5u64 << 40; // 5 TiB, S3's largest object
+        let p = part_size(huge, 8 * mib) as u64;
+        assert!(huge.div_ceil(p) <= 9000, "{p}");
     }
 
     #[test]

@@ -302,6 +302,28 @@ impl SftpStore {
         Ok(())
     }
 
+    /// `to` becomes another name of the file `from` (OpenSSH's `hardlink@openssh.com`),
+    /// made under a temporary name and renamed over whatever was at `to`. `Ok(false)`
+    /// when the server lacks the extension.
+    pub(super) async fn hard_link(&self, from: &str, to: &str) -> Result<bool> {
+        if !self.sftp.support_hardlink() {
+            return Ok(false);
+        }
+        let tmp = self.temp_path(to)?;
+        let mut fs = self.fs();
+        fs.hard_link(self.path(from), &tmp)
+            .await
+            .map_err(|e| self.err(to, e))?;
+        if !self.sftp.support_posix_rename() {
+            let _ = fs.remove_file(self.path(to)).await;
+        }
+        if let Err(e) = fs.rename(&tmp, self.path(to)).await {
+            let _ = fs.remove_file(&tmp).await;
+            return Err(self.err(to, e));
+        }
+        Ok(true)
+    }
+
     pub(super) async fn read_link(&self, key: &str) -> Result<String> {
         self.fs()
             .read_link(self.path(key))
@@ -491,6 +513,7 @@ fn entry(key: String, md: &MetaData) -> RemoteEntry {
             mode: perm.map(|p| p | tbits),
             uid: md.uid(),
             gid: md.gid(),
+            rdev: None,
         },
         meta_known: true,
         etag: None,

@@ -203,52 +203,55 @@ impl DirSink {
     }
 
     /// Refuse to write into an existing destination that does not hold a backup made
-    /// with this key: an incremental run would rewrite (and delete from) some unrelated
-    /// directory, or replace a backup under another key entirely.
-    ///
-    /// Evidence, in order: the root `gocryptfs.conf` equals the config that unlocked the
-    /// key (`config`: not given for a `--masterkey` key, which that config may not hold);
-    /// else the first block of some non-empty file authenticates with our key at its
-    /// path; else a name in the root decrypts. An empty destination is fine.
+    /// with this key (see [`super::key::check_key`]).
     pub fn check_key(
         &self,
         cryptor: &crate::cryptor::Cryptor,
         config: Option<&[u8]>,
     ) -> Result<()> {
-        use crate::content::{self as c, FileIvs};
-        use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
+        super::key::check_key(self, cryptor, config)
+    }
+}
 
+impl super::key::Evidence for DirSink {
+    fn shown(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn root_names(&self) -> Result<Vec<Vec<u8>>> {
         let Some(root) = &self.root else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let (top, _) = root.names().at(&self.path)?;
-        if top.is_empty() {
-            return Ok(());
-        }
-        let refuse = |why: &str| {
-            Err(Error::invalid(
-                &self.path,
-                format!("{why}; refusing to write into it (use an empty directory, or the destination of an earlier export with the same key)"),
-            ))
+        let (names, _) = root.names().at(&self.path)?;
+        Ok(names.iter().map(|n| n.as_bytes().to_vec()).collect())
+    }
+
+    fn root_config(&self, max: usize) -> Option<Vec<u8>> {
+        let (bytes, _) = self
+            .root
+            .as_ref()?
+            .read_small(crate::names::CONF_NAME.as_bytes(), max)
+            .ok()?;
+        Some(bytes).filter(|b| b.len() <= max)
+    }
+
+    fn root_has_file(&self, name: &[u8]) -> bool {
+        self.root.as_ref().is_some_and(|r| {
+            r.stat_at(name)
+                .is_ok_and(|st| st.st_mode & handle::S_IFMT == handle::S_IFREG)
+        })
+    }
+
+    fn first_file(
+        &self,
+        skip: &dyn Fn(&[u8]) -> bool,
+        min: u64,
+        len: usize,
+        limit: usize,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let Some(root) = &self.root else {
+            return Ok(None);
         };
-        if let Some(cfg) = config {
-            if let Ok((bytes, _)) =
-                root.read_small(CONF_NAME.as_bytes(), crate::config::MAX_CONFIG_LEN)
-            {
-                if bytes == cfg {
-                    return Ok(());
-                }
-            }
-        }
-        let is_ours = |name: &[u8]| {
-            name == CONF_NAME.as_bytes()
-                || name == DIRIV_NAME.as_bytes()
-                || name.starts_with(TEMP_PREFIX.as_bytes())
-                || (cryptor.names.is_some()
-                    && name.starts_with(LONGNAME_PREFIX.as_bytes())
-                    && name.ends_with(b".name"))
-        };
-        // Breadth-first over a bounded number of entries, looking for a file to authenticate.
         let mut queue = std::collections::VecDeque::from([(
             root.try_clone().at(&self.path)?,
             Vec::<u8>::new(),
@@ -260,11 +263,11 @@ impl DirSink {
             };
             for name in names {
                 seen += 1;
-                if seen > 10_000 {
-                    break;
+                if seen > limit {
+                    return Ok(None);
                 }
                 let name = name.as_bytes();
-                if is_ours(name) {
+                if skip(name) {
                     continue;
                 }
                 let cpath = crate::cpath::join(&cdir, name);
@@ -274,54 +277,17 @@ impl DirSink {
                     if let Ok(sub) = dir.open_dir_checked(name, m.identity()) {
                         queue.push_back((sub, cpath));
                     }
-                } else if m.file_type() == handle::S_IFREG && m.size > c::HEADER_LEN as u64 {
+                } else if m.file_type() == handle::S_IFREG && m.size > min {
                     let (f, _) = dir.open_file(name, Some(m.identity())).at(dir.show(name))?;
-                    let mut head = vec![0u8; c::HEADER_LEN + c::CIPHER_BLOCK_SIZE];
-                    let got = c::read_full(&mut f.take(head.len() as u64), &mut head)
+                    let mut head = vec![0u8; len];
+                    let got = crate::content::read_full(&mut f.take(len as u64), &mut head)
                         .at(dir.show(name))?;
                     head.truncate(got);
-                    let ivs = FileIvs::for_path(&cpath);
-                    let block = &head[c::HEADER_LEN..];
-                    let mut plain = vec![0u8; block.len().saturating_sub(c::BLOCK_OVERHEAD)];
-                    let ok = c::parse_header(&head[..c::HEADER_LEN]) == Some(ivs.file_id)
-                        && c::open_block(
-                            &mut cryptor.content.siv(),
-                            &ivs.file_id,
-                            0,
-                            block,
-                            &mut plain,
-                        );
-                    return if ok {
-                        Ok(())
-                    } else {
-                        refuse("it holds files not encrypted with this key at these paths")
-                    };
+                    return Ok(Some((cpath, head)));
                 }
             }
         }
-        // No file to check: fall back to a name in the root.
-        if let Some(codec) = &cryptor.names {
-            let root_iv = cryptor.reverse_dir_iv(b"");
-            for name in &top {
-                let name = name.as_bytes();
-                if is_ours(name) || name.starts_with(LONGNAME_PREFIX.as_bytes()) {
-                    continue;
-                }
-                return if codec.decrypt(&root_iv, name).is_ok() {
-                    Ok(())
-                } else {
-                    refuse("it holds names not encrypted with this key")
-                };
-            }
-        }
-        let has_file = |n: &str| {
-            root.stat_at(n.as_bytes())
-                .is_ok_and(|st| st.st_mode & handle::S_IFMT == handle::S_IFREG)
-        };
-        if has_file(DIRIV_NAME) || has_file(CONF_NAME) {
-            return Ok(());
-        }
-        refuse("it is not empty and does not look like a gocryptfs -reverse copy")
+        Ok(None)
     }
 }
 
@@ -533,6 +499,7 @@ impl TreeSink for DirSink {
         &self,
         parent: &Dir,
         name: &[u8],
+        _e: &Entry,
         primary: &[u8],
         expect: Option<Identity>,
     ) -> Result<()> {

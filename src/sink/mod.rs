@@ -10,13 +10,15 @@
 //!   it every entry in the one canonical order.
 
 pub mod dir;
+pub mod key;
+pub mod remote;
 pub mod tar;
 pub mod tar_format;
 
 use std::io::{self, Write};
 
 use crate::error::Result;
-use crate::export::plan::{Delta, Existing};
+use crate::export::plan::{Delta, Existing, Fidelity};
 use crate::fs::Identity;
 use crate::view::Entry;
 
@@ -54,12 +56,14 @@ pub trait TreeSink: Sync {
     ) -> Result<Option<Identity>>;
     /// Write a symlink, FIFO or device node, or a virtual file with `bytes`.
     fn write_other(&self, parent: &Self::Dir, name: &[u8], e: &Entry, bytes: &[u8]) -> Result<()>;
-    /// Make `name` another name of the file placed at view path `primary` (whose
-    /// identity, when known, is `expect`).
+    /// Make `name` (the entry `e`) another name of the file placed at view path
+    /// `primary` (whose identity, when known, is `expect`). A store without hard links
+    /// makes it a copy of `primary`.
     fn link(
         &self,
         parent: &Self::Dir,
         name: &[u8],
+        e: &Entry,
         primary: &[u8],
         expect: Option<Identity>,
     ) -> Result<()>;
@@ -79,6 +83,10 @@ pub trait TreeSink: Sync {
     fn resolve(&self, cpath: &[u8]) -> Result<Self::Dir>;
     /// Make everything written so far durable.
     fn sync(&self) -> Result<()>;
+    /// What this destination keeps of the metadata (the plan compares only that).
+    fn fidelity(&self) -> Fidelity {
+        Fidelity::EXACT
+    }
 }
 
 /// What a stream entry carries after its header.

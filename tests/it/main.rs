@@ -10,6 +10,7 @@ mod incremental;
 mod interop_export;
 mod oracles;
 mod remote;
+mod remote_export;
 mod restore;
 mod restore_util;
 mod secrets;

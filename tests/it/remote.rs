@@ -27,6 +27,7 @@ fn meta(sec: i64, nsec: u32, mode: u32) -> Meta {
         mode: Some(mode),
         uid: Some(1234),
         gid: Some(5678),
+        rdev: None,
     }
 }
 
