@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Remote destinations (issue 15), side by side against one local S3 server (s3s-fs on
 # 127.0.0.1): a first run into an empty bucket and a no-change run, for
-#   1. cryptbak export straight to s3://          (PHASE 2: see CRYPTBAK_S3_EXPORT)
+#   1. cryptbak export straight to s3://
 #   2. rclone sync of a prepared local cryptbak DEST   (the two-step flow of today)
 #   3. gocryptfs -reverse + rclone sync of the mount  (the FUSE flow)
 # Each command runs BENCH_RUNS times; the table gives the median wall time and the peak
-# RSS (GNU time; for the gocryptfs flow also the gocryptfs daemon's own peak, VmHWM).
+# RSS (GNU time; for the gocryptfs flow also the gocryptfs daemon's own peak, VmHWM),
+# and s3s-fs's CPU time over all runs of each command (the server shares the machine).
+# Then, unless BENCH_LARGE=0, one export of a single large file (BENCH_LARGE_MIB,
+# default 1024) for cryptbak's peak memory with a file far larger than its buffers.
 #
 #   sudo bench/remote.sh                     small corpus at BENCH_SCALE (default 0.1)
 #
 # Environment: BENCH_DIR, BENCH_SCALE, BENCH_RUNS, CRYPTBAK as for bench/run.sh;
 #   RCLONE_FLAGS        extra rclone flags for both peers (default: none, rclone's own
 #                       defaults: --transfers 4 --checkers 8)
-#   CRYPTBAK_S3_EXPORT  the cryptbak command, with {SRC} and {URL} placeholders. Empty
-#                       until phase 2 adds URLs to `cryptbak export`; then e.g.
-#                       '$CRYPTBAK export -q --passfile $pw {SRC} {URL}'
+#   CRYPTBAK_S3_EXPORT  the cryptbak command, with {SRC} and {URL} placeholders (default
+#                       '$CRYPTBAK export -q --no-progress --passfile $pw {SRC} {URL}')
+#   TRANSFERS_SWEEP     e.g. "2 4 8 16": also measure cryptbak with each --transfers N
+#   BENCH_LARGE, BENCH_LARGE_MIB   see above
 # Needs root (FUSE), gocryptfs, rclone, s3s-fs (bash .ci/s3s-fs installs it).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,9 +39,10 @@ if [ -z "${CRYPTBAK:-}" ]; then
   (cd "$repo" && cargo build --release --quiet)
   CRYPTBAK=$repo/target/release/cryptbak
 fi
-# PHASE 2: set the default to "$CRYPTBAK export -q --passfile $pw {SRC} {URL}" once
-# `cryptbak export` accepts s3:// URLs.
-CRYPTBAK_S3_EXPORT=${CRYPTBAK_S3_EXPORT:-}
+CRYPTBAK_S3_EXPORT=${CRYPTBAK_S3_EXPORT:-"$CRYPTBAK export -q --no-progress --passfile $pw {SRC} {URL}"}
+TRANSFERS_SWEEP=${TRANSFERS_SWEEP:-}
+BENCH_LARGE=${BENCH_LARGE:-1}
+BENCH_LARGE_MIB=${BENCH_LARGE_MIB:-1024}
 
 mkdir -p "$BENCH_DIR" "$results" "$mnt"
 [ -e "$pw" ] || echo "benchmark password" > "$pw"
@@ -112,11 +117,19 @@ new_bucket() {
   mkdir "$work/s3root/$b"
 }
 
-# measure LABEL CMD: one run, appends "label wall_s peak_rss_kb" to $work/times.
+# s3s-fs's CPU time so far, in clock ticks (utime + stime).
+server_ticks() { awk '{print $14 + $15}' "/proc/$s3pid/stat"; }
+
+# measure LABEL CMD: one run, appends "label wall_s peak_rss_kb server_ticks" to
+# $work/times. A failing command stops the benchmark: its time would mean nothing.
 measure() {
-  local label=$1 cmd=$2
-  /usr/bin/time -f "%e %M" -o "$work/time.1" sh -c "$cmd" >/dev/null 2>>"$work/commands.log"
-  echo "$label $(cat "$work/time.1")" >> "$work/times"
+  local label=$1 cmd=$2 t0
+  t0=$(server_ticks)
+  if ! /usr/bin/time -f "%e %M" -o "$work/time.1" sh -c "$cmd" >/dev/null 2>>"$work/commands.log"; then
+    echo "FAILED: $label: $cmd (see $work/commands.log)" >&2
+    exit 1
+  fi
+  echo "$label $(cat "$work/time.1") $(( $(server_ticks) - t0 ))" >> "$work/times"
 }
 
 # The local cryptbak DEST for peer 2, prepared once (untimed: peer 2 measures the sync).
@@ -140,13 +153,19 @@ SH
 : > "$work/times"
 for run in $(seq "$BENCH_RUNS"); do
   echo "== run $run of $BENCH_RUNS" >&2
-  if [ -n "$CRYPTBAK_S3_EXPORT" ]; then
+  new_bucket
+  cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$src}
+  cmd=${cmd//\{URL\}/s3://$b}
+  measure "cryptbak-export-s3:first" "$cmd"
+  measure "cryptbak-export-s3:no-change" "$cmd"
+  cb_bucket=$b
+  for t in $TRANSFERS_SWEEP; do
     new_bucket
-    cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$src}
-    cmd=${cmd//\{URL\}/s3://$b}
-    measure "cryptbak-export-s3:first" "$cmd"
-    measure "cryptbak-export-s3:no-change" "$cmd"
-  fi
+    tcmd="${CRYPTBAK_S3_EXPORT//\{SRC\}/$src} --transfers $t"
+    tcmd=${tcmd//\{URL\}/s3://$b}
+    measure "cryptbak-export-s3--transfers-$t:first" "$tcmd"
+    measure "cryptbak-export-s3--transfers-$t:no-change" "$tcmd"
+  done
   new_bucket
   measure "rclone-sync-of-dest:first" "rclone sync $RCLONE_FLAGS $dest T:$b"
   measure "rclone-sync-of-dest:no-change" "rclone sync $RCLONE_FLAGS $dest T:$b"
@@ -156,11 +175,12 @@ for run in $(seq "$BENCH_RUNS"); do
   measure "gocryptfs-reverse+rclone-sync:no-change" "$(gc_sync "$b")"
 done
 
-# The peers must have uploaded the same files as the local DEST, byte for byte (checked
+# Everyone must have uploaded the same files as the local DEST, byte for byte (checked
 # on s3s-fs's disk, where object KEY of bucket B is the file B/KEY; rclone does not copy
-# symlinks, so regular files only): a benchmark of a wrong result is worthless.
-sums() { (cd "$1" && find . -type f -exec md5sum {} + | sort -k2); }
-for p in "rclone-sync-of-dest $rc_bucket" "gocryptfs-reverse+rclone-sync $b"; do
+# symlinks, cryptbak stores them as KEY.rclonelink objects, so regular files only): a
+# benchmark of a wrong result is worthless.
+sums() { (cd "$1" && find . -type f ! -name '*.rclonelink' -exec md5sum {} + | sort -k2); }
+for p in "cryptbak-export-s3 $cb_bucket" "rclone-sync-of-dest $rc_bucket" "gocryptfs-reverse+rclone-sync $b"; do
   set -- $p
   if [ "$(sums "$work/s3root/$2")" = "$(sums "$dest")" ]; then
     echo "$1: the bucket holds the same files as the cryptbak DEST" >&2
@@ -174,25 +194,43 @@ bytes=$(du -sb "$dest" | cut -f1)
 {
   echo "corpus: small, scale $BENCH_SCALE: $files files, $bytes bytes of ciphertext; $BENCH_RUNS runs;"
   echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg) (nproc $(nproc))"
-  [ -n "$CRYPTBAK_S3_EXPORT" ] || echo "cryptbak export to s3:// not measured: PHASE 2 (set CRYPTBAK_S3_EXPORT)"
   echo
-  echo "| command | run | median s | min s | peak RSS MiB |"
-  echo "|---|---|---:|---:|---:|"
+  echo "| command | run | median s | min s | peak RSS MiB | s3s-fs CPU s (median) |"
+  echo "|---|---|---:|---:|---:|---:|"
   python3 - "$work/times" "$gc_rss" <<'PY'
 import statistics, sys
 rows = {}
+tick = 100.0  # USER_HZ
 for line in open(sys.argv[1]):
-    label, wall, rss = line.split()
-    rows.setdefault(label, []).append((float(wall), int(rss)))
+    label, wall, rss, ticks = line.split()
+    rows.setdefault(label, []).append((float(wall), int(rss), int(ticks) / tick))
 try:
     gc = [int(x) for x in open(sys.argv[2]).read().split()]
 except FileNotFoundError:
     gc = []
 for label, v in rows.items():
     cmd, run = label.split(":")
-    walls = [w for w, _ in v]
-    rss = max(r for _, r in v) / 1024
+    walls = [w for w, _, _ in v]
+    rss = max(r for _, r, _ in v) / 1024
+    server = statistics.median(s for _, _, s in v)
     extra = f" (+ gocryptfs {max(gc) / 1024:.0f})" if cmd.startswith("gocryptfs") and gc else ""
-    print(f"| {cmd} | {run} | {statistics.median(walls):.2f} | {min(walls):.2f} | {rss:.0f}{extra} |")
+    print(f"| {cmd} | {run} | {statistics.median(walls):.2f} | {min(walls):.2f} | {rss:.0f}{extra} | {server:.2f} |")
 PY
 } | tee "$results/remote.md"
+
+# Peak memory with one file much larger than every buffer (multipart upload, parts of
+# 8 MiB, 2 in flight): bounded by the buffers, not by the file.
+if [ "$BENCH_LARGE" = 1 ]; then
+  big=$work/large-src
+  mkdir -p "$big"
+  cp "$small/.gocryptfs.reverse.conf" "$big/"
+  head -c "$((BENCH_LARGE_MIB << 20))" /dev/urandom > "$big/one-large-file"
+  new_bucket
+  cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$big}
+  cmd=${cmd//\{URL\}/s3://$b}
+  : > "$work/times"
+  measure "cryptbak-export-s3-one-${BENCH_LARGE_MIB}MiB-file:first" "$cmd"
+  read -r _ wall rss _ < "$work/times"
+  echo "one ${BENCH_LARGE_MIB} MiB file: ${wall} s, peak RSS $((rss / 1024)) MiB" | tee -a "$results/remote.md"
+  rm -rf "$big" "$work/s3root/$b"
+fi
