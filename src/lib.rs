@@ -1,26 +1,21 @@
 //! cryptbak: the `gocryptfs -reverse` view of a directory, without FUSE.
 //!
 //! The library computes what a reverse mount would show ([`view`]), writes it into a
-//! destination ([`sink`]) with a parallel walk ([`walk`]), and holds the format's pure
-//! crypto and path math ([`keys`], [`pathiv`], [`names`], [`content`], [`config`]).
+//! destination ([`sink`]) with a parallel walk ([`walk`]), and reads backups back
+//! ([`restore`], [`verify`]). The format's pure crypto and path math is in [`format`]
+//! (config, keys, path IVs, names, contents, and [`format::Cryptor`], the one key bundle).
 //! It never prints: problems and progress go through [`progress::Progress`].
 
 pub mod cancel;
-pub mod config;
-pub mod content;
 pub mod cpath;
-pub mod cryptor;
 pub mod error;
 pub mod exclude;
-pub mod keys;
+pub mod format;
 pub mod meter;
-pub mod names;
-pub mod pathiv;
 pub mod pathmap;
 pub mod progress;
 pub mod restore;
 pub mod sink;
-pub mod siv;
 pub mod smallfile;
 pub mod stream;
 pub mod sync;
@@ -29,6 +24,14 @@ pub mod view;
 pub mod walk;
 
 pub use error::{Error, Result};
+
+// The format's modules under their names from before `format/` existed, which the export
+// side (view, walk, stream, sync, sink) still uses; new code names `format::…`.
+pub use format::{config, content, keys, names, pathiv, siv};
+/// See [`format::Cryptor`].
+pub mod cryptor {
+    pub use crate::format::Cryptor;
+}
 
 /// Whether a type implements a trait, decided at compile time but usable in `assert!`
 /// (the `impls` crate's trick: an inherent associated const exists only when the bound

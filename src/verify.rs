@@ -24,16 +24,16 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::config::Format;
-use crate::content::HEADER_LEN;
 use crate::error::Result;
-use crate::names::{is_valid_plain_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX};
-use crate::pathiv::{self, Purpose};
+use crate::format::config::Format;
+use crate::format::content::{Aead, ContentCipher, HEADER_LEN};
+use crate::format::names::{is_valid_plain_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX};
+use crate::format::pathiv::{self, Purpose};
+use crate::format::Cryptor;
 use crate::progress::{Problem, Progress};
-use crate::restore::decrypt::{Aead, Decryptor};
 use crate::restore::engine::{join_cpath, long_name_matches, show_cpath, CPath, Layout};
 use crate::restore::source_dir::{classify, read_small, root_meta, Special};
-use crate::restore::{Keys, MAX_NAME_FILE};
+use crate::restore::MAX_NAME_FILE;
 
 /// Entries the layout probe looks at before it settles for forward mode.
 const PROBE_LIMIT: usize = 256;
@@ -100,7 +100,7 @@ struct Verifier<'a> {
     root: &'a Path,
     format: Format,
     codec: Option<NameCodec>,
-    dec: Decryptor,
+    dec: ContentCipher,
     layout: Layout,
     progress: &'a dyn Progress,
     c: Counters,
@@ -110,15 +110,19 @@ struct Verifier<'a> {
 /// Authenticate everything in the ciphertext directory `backup`; nothing is written.
 pub fn verify_dir(
     backup: &Path,
-    keys: Keys,
+    keys: Cryptor,
     opts: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let (format, codec, dec) = keys.parts()?;
+    let Cryptor {
+        format,
+        names: codec,
+        content: dec,
+    } = keys;
     root_meta(backup)?;
     let layout = if opts.expect_reverse {
         Layout::Reverse
-    } else if dec.aead() == Some(Aead::Gcm) {
+    } else if dec.aead().is_some_and(|a| a != Aead::Siv) {
         // Reverse mode always uses AES-SIV.
         Layout::Forward
     } else {
@@ -606,11 +610,10 @@ pub struct PathNames {
 }
 
 impl PathNames {
-    pub fn new(backup: &Path, keys: &Keys) -> PathNames {
-        let f = keys.format;
+    pub fn new(backup: &Path, master: &crate::format::keys::MasterKey, f: Format) -> PathNames {
         let codec = (!f.plaintext_names).then(|| {
             NameCodec::new(
-                &crate::keys::name_key(&keys.master, f.hkdf),
+                &crate::format::keys::name_key(master, f.hkdf),
                 f.raw64,
                 f.long_names,
                 f.long_name_max,

@@ -210,19 +210,17 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         ));
     }
     let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME), EXPORT_CONFIG_HINT)?;
-    if !unlocked.format.aes_siv {
-        return Err(Error::ConfigUnsupported {
+    set_threads(a.jobs);
+    // Reverse mode needs AES-SIV: the library refuses other formats.
+    let cryptor =
+        Cryptor::new(&unlocked.master, unlocked.format).map_err(|e| Error::ConfigUnsupported {
             path: a
                 .key
                 .config
                 .clone()
                 .unwrap_or_else(|| a.src.join(REVERSE_CONF_NAME)),
-            msg: "not a reverse-mode config (no AESSIV flag): create one with `cryptbak init`"
-                .into(),
-        });
-    }
-    set_threads(a.jobs);
-    let cryptor = Cryptor::new(&unlocked.master, unlocked.format);
+            msg: e.to_string(),
+        })?;
     drop(unlocked);
     let opts = ViewOptions {
         config_in_root: a.key.config.is_none(),

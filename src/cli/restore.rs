@@ -6,10 +6,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cryptbak::config::Config;
-use cryptbak::names::CONF_NAME;
+use cryptbak::format::config::Config;
+use cryptbak::format::names::CONF_NAME;
+use cryptbak::format::Cryptor;
 use cryptbak::restore::ls::ListEntry;
-use cryptbak::restore::{self, Aead, Keys, Layout, RestoreOptions, Summary};
+use cryptbak::restore::{self, Aead, Layout, RestoreOptions, Summary};
 use cryptbak::{Error, Result};
 
 use super::args::{BackupKeyArgs, KeyArgs, LsArgs, PasswordArgs, RestoreArgs};
@@ -42,46 +43,72 @@ fn aead_flag(k: &BackupKeyArgs) -> Option<Aead> {
     }
 }
 
-/// Keys from a config file or `--masterkey`. The content cipher comes from the config;
-/// without one, from `--aessiv`/`--gcm`, else it is detected from the first file.
-pub(crate) fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Keys> {
+/// The content cipher a config's flags say, checked against `--aessiv`/`--gcm`.
+fn aead_of_config(k: &BackupKeyArgs, format: &cryptbak::format::config::Format) -> Result<Aead> {
+    let a = Aead::of(format);
+    match aead_flag(k) {
+        Some(flag) if flag != a => Err(Error::Usage(format!(
+            "the config says the content is {}, which --{} contradicts",
+            a.name(),
+            if flag == Aead::Gcm { "gcm" } else { "aessiv" }
+        ))),
+        _ => Ok(a),
+    }
+}
+
+/// The unlocked master key and format from a config file or `--masterkey`, and the
+/// content cipher: from the config; without one, from `--aessiv`/`--gcm`, else (`None`)
+/// detected from the first file.
+pub(crate) fn unlock_backup(
+    k: &BackupKeyArgs,
+    default_config: &Path,
+) -> Result<(super::commands::Unlocked, Option<Aead>)> {
     let u = unlock(&key_args(k), default_config, RESTORE_CONFIG_HINT)?;
     let aead = if u.from_config {
-        let a = Keys::aead_of(&u.format);
-        if let (Some(flag), Some(a)) = (aead_flag(k), a) {
-            if flag != a {
-                return Err(Error::Usage(format!(
-                    "the config says the content is {}, which --{} contradicts",
-                    a.name(),
-                    if flag == Aead::Gcm { "gcm" } else { "aessiv" }
-                )));
-            }
-        }
-        a
+        Some(aead_of_config(k, &u.format)?)
     } else {
         aead_flag(k)
     };
-    Ok(Keys {
-        master: u.master,
-        format: u.format,
-        aead,
+    Ok((u, aead))
+}
+
+/// The key bundle for reading a backup (see [`unlock_backup`]).
+pub(crate) fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Cryptor> {
+    let (u, aead) = unlock_backup(k, default_config)?;
+    cryptor_for_reading(&u, aead, default_config, k)
+}
+
+fn cryptor_for_reading(
+    u: &super::commands::Unlocked,
+    aead: Option<Aead>,
+    default_config: &Path,
+    k: &BackupKeyArgs,
+) -> Result<Cryptor> {
+    Cryptor::for_reading(&u.master, u.format, aead).map_err(|e| Error::ConfigUnsupported {
+        path: k
+            .config
+            .clone()
+            .unwrap_or_else(|| default_config.to_path_buf()),
+        msg: e.to_string(),
     })
 }
 
 /// Keys from a config found in the tar stream, and the password.
-fn keys_from_stream(k: &BackupKeyArgs, bytes: &[u8]) -> Result<Keys> {
+fn keys_from_stream(k: &BackupKeyArgs, bytes: &[u8]) -> Result<Cryptor> {
     let path = PathBuf::from("gocryptfs.conf (in the tar stream)");
     let cfg = Config::parse(bytes).map_err(|msg| Error::ConfigInvalid {
         path: path.clone(),
         msg,
     })?;
     let password = password_source(&k.password, false).read(&mut warn_to_stderr)?;
-    let master = cfg.unlock(&password).ok_or(Error::WrongPassword { path })?;
+    let master = cfg
+        .unlock(&password)
+        .ok_or(Error::WrongPassword { path: path.clone() })?;
     let format = cfg.format();
-    Ok(Keys {
-        master,
-        aead: Keys::aead_of(&format),
-        format,
+    let aead = aead_of_config(k, &format)?;
+    Cryptor::for_reading(&master, format, Some(aead)).map_err(|e| Error::ConfigUnsupported {
+        path,
+        msg: e.to_string(),
     })
 }
 

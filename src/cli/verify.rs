@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cryptbak::cryptor::Cryptor;
-use cryptbak::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::format::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::format::Cryptor;
 use cryptbak::progress::{Problem, Progress, Severity};
-use cryptbak::restore::{Aead, Keys, Layout};
+use cryptbak::restore::{Aead, Layout};
 use cryptbak::sink::dir::{DirOptions, DirSink};
 use cryptbak::sync::{Action, Change};
 use cryptbak::verify::{self, PathNames, Summary, VerifyOptions};
@@ -20,7 +20,7 @@ use super::args::{Compat, SelectArgs, VerifyArgs};
 use super::commands::{same_place, selection, set_threads, unlock};
 use super::exit;
 use super::report::{sanitize, show_path, Output, StderrReport};
-use super::restore::{key_args, keys_from_files};
+use super::restore::{key_args, unlock_backup};
 
 const SOURCE_CONFIG_HINT: &str =
     "no such file (the source's config gives the keys with --source; pass --config or --masterkey otherwise)";
@@ -70,8 +70,19 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
         ));
     }
     // With --source, one unlock gives the keys of both sides (one password prompt).
-    let (keys, view) = match &a.source {
-        None => (keys_from_files(&a.key, &a.backup.join(CONF_NAME))?, None),
+    let (keys, names, view) = match &a.source {
+        None => {
+            let default = a.backup.join(CONF_NAME);
+            let (u, aead) = unlock_backup(&a.key, &default)?;
+            let names = PathNames::new(&a.backup, &u.master, u.format);
+            let keys = Cryptor::for_reading(&u.master, u.format, aead).map_err(|e| {
+                Error::ConfigUnsupported {
+                    path: a.key.config.clone().unwrap_or(default),
+                    msg: e.to_string(),
+                }
+            })?;
+            (keys, names, None)
+        }
         Some(src) => {
             if !src.is_dir() {
                 return Err(Error::invalid(src, "not a directory"));
@@ -87,17 +98,15 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
                 &src.join(REVERSE_CONF_NAME),
                 SOURCE_CONFIG_HINT,
             )?;
-            if !u.format.aes_siv {
-                return Err(Error::ConfigUnsupported {
-                    path: a
-                        .key
-                        .config
-                        .clone()
-                        .unwrap_or_else(|| src.join(REVERSE_CONF_NAME)),
-                    msg: "not a reverse-mode config (no AESSIV flag)".into(),
-                });
-            }
-            let cryptor = Cryptor::new(&u.master, u.format);
+            let unsupported = |e: cryptbak::format::FormatError| Error::ConfigUnsupported {
+                path: a
+                    .key
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| src.join(REVERSE_CONF_NAME)),
+                msg: e.to_string(),
+            };
+            let cryptor = Cryptor::new(&u.master, u.format).map_err(unsupported)?;
             let opts = ViewOptions {
                 config_in_root: a.key.config.is_none(),
                 version: match a.compat {
@@ -106,16 +115,12 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
                 },
                 selection,
             };
-            let keys = Keys {
-                master: u.master,
-                format: u.format,
-                aead: Some(Aead::Siv),
-            };
-            (keys, Some(View::new(src.clone(), cryptor, opts)))
+            let keys = Cryptor::new(&u.master, u.format).map_err(unsupported)?;
+            let names = PathNames::new(&a.backup, &u.master, u.format);
+            (keys, names, Some(View::new(src.clone(), cryptor, opts)))
         }
     };
     set_threads(a.jobs);
-    let names = PathNames::new(&a.backup, &keys);
     let progress = StderrReport::new(false, Output::Quiet, false);
     let opts = VerifyOptions {
         // An export's tree is reverse-made by construction.

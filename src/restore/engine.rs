@@ -24,16 +24,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::config::Format;
 use crate::error::{Error, Result};
-use crate::names::{
+use crate::format::config::Format;
+use crate::format::content::{Aead, ContentCipher, FileReport};
+use crate::format::names::{
     is_valid_plain_name, parse_long_name, NameCodec, DIRIV_NAME, LONGNAME_PREFIX, LONGNAME_SUFFIX,
 };
+use crate::format::Cryptor;
 use crate::pathiv::{self, Purpose};
 use crate::progress::{Problem, Progress};
 use crate::view::{Meta, S_IFDIR};
 
-use super::decrypt::{Aead, Decryptor, FileReport};
 use super::writer::{split, Dest, StageId};
 use super::{Summary, MAX_NAME_FILE};
 
@@ -159,7 +160,7 @@ impl State {
 pub struct Engine<'a> {
     pub(crate) codec: Option<NameCodec>,
     pub(crate) format: Format,
-    pub(crate) dec: Decryptor,
+    pub(crate) dec: ContentCipher,
     dest: &'a Dest,
     progress: &'a dyn Progress,
     opts: EngineOptions,
@@ -214,16 +215,19 @@ enum Res {
 
 impl<'a> Engine<'a> {
     pub fn new(
-        format: Format,
-        codec: Option<NameCodec>,
-        dec: Decryptor,
+        keys: Cryptor,
         dest: &'a Dest,
         progress: &'a dyn Progress,
         opts: EngineOptions,
     ) -> Self {
+        let Cryptor {
+            format,
+            names: codec,
+            content: dec,
+        } = keys;
         let layout = if opts.expect_reverse {
             Layout::Reverse
-        } else if dec.aead() == Some(Aead::Gcm) {
+        } else if dec.aead().is_some_and(|a| a != Aead::Siv) {
             // Reverse mode always uses AES-SIV.
             Layout::Forward
         } else {
@@ -323,7 +327,7 @@ impl<'a> Engine<'a> {
     /// Evidence about the layout: a stored value and the one its path would give.
     /// Returns whether `suspect` was recorded (to be judged once the layout is known).
     fn observe(&self, st: &mut State, matched: bool, suspect: Suspect) -> bool {
-        if st.layout == Layout::Unknown && self.dec.aead() == Some(Aead::Gcm) {
+        if st.layout == Layout::Unknown && self.dec.aead().is_some_and(|a| a != Aead::Siv) {
             // Detected on the first file: reverse mode always uses AES-SIV.
             st.layout = Layout::Forward;
             self.retry_all(st);

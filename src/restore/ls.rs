@@ -14,10 +14,11 @@ use crate::pathiv::{self, Purpose};
 use crate::progress::{Problem, Progress};
 use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
 
-use super::decrypt::{plain_size, Decryptor};
 use super::engine::{join_cpath, long_name_matches};
 use super::source_dir::{classify, read_small, Special};
-use super::{Keys, MAX_NAME_FILE};
+use super::MAX_NAME_FILE;
+use crate::format::content::{plain_size, ContentCipher};
+use crate::format::Cryptor;
 
 /// One listed entry.
 #[derive(Debug, Clone)]
@@ -37,7 +38,7 @@ pub struct ListEntry {
 struct Lister<'a> {
     codec: Option<crate::names::NameCodec>,
     format: crate::config::Format,
-    dec: Decryptor,
+    dec: ContentCipher,
     progress: &'a dyn Progress,
     errors: u64,
 }
@@ -54,13 +55,17 @@ struct Child {
 /// `recursive` descends into directories. Returns the number of problems reported.
 pub fn list(
     backup: &Path,
-    keys: Keys,
+    keys: Cryptor,
     path: Option<Vec<Vec<u8>>>,
     recursive: bool,
     progress: &dyn Progress,
     out: &mut dyn FnMut(&ListEntry),
 ) -> Result<u64> {
-    let (format, codec, dec) = keys.parts()?;
+    let Cryptor {
+        format,
+        names: codec,
+        content: dec,
+    } = keys;
     let mut l = Lister {
         codec,
         format,

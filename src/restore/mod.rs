@@ -11,7 +11,6 @@
 //! * [`source_dir`], [`source_tar`]: where the entries come from;
 //! * [`ls`]: a read-only listing of decrypted names.
 
-pub mod decrypt;
 pub mod engine;
 pub mod ls;
 pub mod source_dir;
@@ -22,13 +21,11 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::config::Format;
 use crate::error::{Error, Result};
-use crate::keys::{self, MasterKey};
-use crate::names::NameCodec;
+use crate::format::Cryptor;
 use crate::progress::Progress;
 
-pub use decrypt::Aead;
+pub use crate::format::content::Aead;
 pub use engine::Layout;
 
 use engine::{Engine, EngineOptions};
@@ -37,46 +34,6 @@ use writer::Dest;
 /// The longest `.name` file accepted: a 255-byte name pads to 256 bytes, which is 344
 /// characters of padded base64. Anything much longer is hostile.
 pub const MAX_NAME_FILE: usize = 1024;
-
-/// The keys of a backup and how its names and contents are encoded.
-pub struct Keys {
-    pub master: MasterKey,
-    pub format: Format,
-    /// The content AEAD, or `None` to detect it from the first file (no config was read).
-    pub aead: Option<Aead>,
-}
-
-impl Keys {
-    /// The AEAD a config's flags say (`None` for unsupported XChaCha20-Poly1305).
-    pub fn aead_of(format: &Format) -> Option<Aead> {
-        if format.xchacha {
-            None
-        } else if format.aes_siv {
-            Some(Aead::Siv)
-        } else {
-            Some(Aead::Gcm)
-        }
-    }
-
-    pub(crate) fn parts(self) -> Result<(Format, Option<NameCodec>, decrypt::Decryptor)> {
-        if self.format.xchacha {
-            return Err(Error::Usage(
-                "XChaCha20-Poly1305 filesystems (gocryptfs -xchacha) are not supported by cryptbak restore; mount them with gocryptfs".into(),
-            ));
-        }
-        let f = self.format;
-        let codec = (!f.plaintext_names).then(|| {
-            NameCodec::new(
-                &keys::name_key(&self.master, f.hkdf),
-                f.raw64,
-                f.long_names,
-                f.long_name_max,
-            )
-        });
-        let dec = decrypt::Decryptor::new(&self.master, f.hkdf, self.aead);
-        Ok((f, codec, dec))
-    }
-}
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -138,14 +95,13 @@ fn engine_opts(o: &RestoreOptions) -> EngineOptions {
 pub fn restore_dir(
     backup: &Path,
     dest: &Path,
-    keys: Keys,
+    keys: Cryptor,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let (format, codec, dec) = keys.parts()?;
     let root_meta = source_dir::root_meta(backup)?;
     let d = Dest::open(dest, opts.force, opts.chown)?;
-    let engine = Engine::new(format, codec, dec, &d, progress, engine_opts(opts));
+    let engine = Engine::new(keys, &d, progress, engine_opts(opts));
     engine.set_root_meta(root_meta);
     source_dir::feed(&engine, backup);
     if crate::cancel::requested() {
@@ -163,7 +119,7 @@ pub fn restore_dir(
 pub fn restore_tar(
     reader: impl std::io::Read,
     dest: &Path,
-    unlock: impl FnOnce(Option<&[u8]>) -> Result<Keys>,
+    unlock: impl FnOnce(Option<&[u8]>) -> Result<Cryptor>,
     config_in_stream: bool,
     opts: &RestoreOptions,
     progress: &dyn Progress,

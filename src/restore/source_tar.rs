@@ -16,7 +16,8 @@ use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
 use super::engine::{join_cpath, show_cpath, split_cpath, CPath, Engine, EngineOptions, Item};
 use super::source_dir::{classify, Special};
 use super::writer::{Dest, StageId};
-use super::{Keys, Summary, MAX_NAME_FILE};
+use super::{Summary, MAX_NAME_FILE};
+use crate::format::Cryptor;
 
 enum Kind {
     Dir,
@@ -254,7 +255,7 @@ struct Spooled {
 pub(super) fn restore<R: Read>(
     reader: R,
     dest: Dest,
-    unlock: impl FnOnce(Option<&[u8]>) -> Result<Keys>,
+    unlock: impl FnOnce(Option<&[u8]>) -> Result<Cryptor>,
     config_in_stream: bool,
     opts: EngineOptions,
     progress: &dyn Progress,
@@ -363,15 +364,7 @@ pub(super) fn restore<R: Read>(
             return Err(err);
         }
     };
-    let (format, codec, dec) = match keys.parts() {
-        Ok(p) => p,
-        Err(err) => {
-            discard_spool(&dest, &spool);
-            dest.abandon();
-            return Err(err);
-        }
-    };
-    let engine = Engine::new(format, codec, dec, &dest, progress, opts);
+    let engine = Engine::new(keys, &dest, progress, opts);
     for (p, msg) in early_problems {
         engine.error(p, msg);
     }

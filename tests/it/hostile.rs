@@ -16,12 +16,12 @@ use std::process::{Command, Output, Stdio};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cryptbak::config::Config;
-use cryptbak::content::{seal_symlink, ContentCipher, FileEncryptor, FileIvs};
-use cryptbak::keys;
-use cryptbak::names::eme::Eme;
-use cryptbak::names::NameCodec;
-use cryptbak::pathiv::{derive, symlink_iv_path, Purpose};
+use cryptbak::format::config::Config;
+use cryptbak::format::content::{seal_symlink, ContentCipher, FileEncryptor, FileIvs};
+use cryptbak::format::keys;
+use cryptbak::format::names::eme::Eme;
+use cryptbak::format::names::NameCodec;
+use cryptbak::format::pathiv::{derive, symlink_iv_path, Purpose};
 use sha2::{Digest, Sha256};
 
 use crate::restore_util::{cryptbak, export, passfile, show, tempdir, PW};
