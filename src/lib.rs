@@ -6,13 +6,13 @@
 //! (config, keys, path IVs, names, contents, and [`format::Cryptor`], the one key bundle).
 //! It never prints: problems and progress go through [`progress::Progress`].
 
+pub mod backup;
 pub mod cancel;
 pub mod cpath;
 pub mod error;
 pub mod exclude;
 pub mod format;
 pub mod meter;
-pub mod pathmap;
 pub mod progress;
 pub mod restore;
 pub mod sink;

@@ -37,6 +37,9 @@ impl Problem {
 
 pub trait Progress: Sync {
     fn problem(&self, _problem: &Problem) {}
+    /// Something about one entry the user may want to know, not a problem (a setuid bit
+    /// a restore left out): shown with `-v` only, never counted as a warning.
+    fn detail(&self, _detail: &Problem) {}
     /// One entry of the output was completed; `bytes` is what was written for it.
     fn entry_done(&self, _cpath: &[u8], _bytes: u64) {}
     /// An entry of the destination was (or, in a dry run, would be) changed.

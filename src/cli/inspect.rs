@@ -3,10 +3,11 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use cryptbak::backup::paths as pathmap;
 use cryptbak::format::config::{Config, Flag};
 use cryptbak::format::names::{CONF_NAME, REVERSE_CONF_NAME};
 use cryptbak::format::Cryptor;
-use cryptbak::{pathmap, Error, Result};
+use cryptbak::{Error, Result};
 
 use super::args::{DecryptPathArgs, EncryptPathArgs, InfoArgs};
 use super::commands::unlock;

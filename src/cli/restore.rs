@@ -1,15 +1,15 @@
 //! `cryptbak restore` and `cryptbak ls`.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use cryptbak::backup::ls::{self, ListEntry};
 use cryptbak::format::config::Config;
 use cryptbak::format::names::CONF_NAME;
 use cryptbak::format::Cryptor;
-use cryptbak::restore::ls::ListEntry;
 use cryptbak::restore::{self, Aead, Layout, RestoreOptions, Summary};
 use cryptbak::{Error, Result};
 
@@ -112,6 +112,43 @@ fn keys_from_stream(k: &BackupKeyArgs, bytes: &[u8]) -> Result<Cryptor> {
     })
 }
 
+/// The stream of `--tar BACKUP`: standard input for `-`, else the file.
+pub(crate) fn tar_input(backup: &Path) -> Result<Box<dyn Read>> {
+    if backup.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let f = std::fs::File::open(backup).map_err(|e| Error::io(backup, e))?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Usage(
+            "--tar expects a tar file or -, not a directory".into(),
+        ));
+    }
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+}
+
+/// The keys of a tar stream: from `--config`/`--masterkey` now, or (`None`, with `true`)
+/// from the stream's own `gocryptfs.conf` when it arrives.
+pub(crate) fn tar_keys(k: &BackupKeyArgs) -> Result<(bool, Option<Cryptor>)> {
+    let in_stream = k.config.is_none() && k.masterkey.is_none();
+    if in_stream {
+        return Ok((true, None));
+    }
+    let cfg = k.config.clone().unwrap_or_default();
+    Ok((false, Some(keys_from_files(k, &cfg)?)))
+}
+
+/// The `unlock` callback of the tar readers.
+pub(crate) fn tar_unlock(
+    k: &BackupKeyArgs,
+    now: Option<Cryptor>,
+) -> impl FnOnce(Option<&[u8]>) -> Result<Cryptor> + '_ {
+    move |bytes: Option<&[u8]>| match (now, bytes) {
+        (Some(c), _) => Ok(c),
+        (None, Some(b)) => keys_from_stream(k, b),
+        (None, None) => Err(Error::Usage("no config".into())),
+    }
+}
+
 pub fn restore(a: &RestoreArgs) -> Result<i32> {
     let started = Instant::now();
     let filter = match &a.path {
@@ -150,31 +187,24 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         keep_corrupt: a.keep_corrupt,
         filter,
         expect_reverse: a.reverse,
-        chown: nix::unistd::geteuid().is_root(),
+        chown: rustix::process::geteuid().is_root(),
+        keep_setuid: a.keep_setuid,
+        devices: a.devices,
     };
     set_threads(a.jobs);
-    let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
+    let progress =
+        StderrReport::new(a.quiet, Output::Quiet, !a.no_progress).with_details(a.verbose);
     let summary = if a.tar {
-        let in_stream = a.key.config.is_none() && a.key.masterkey.is_none();
-        let keys_now = if in_stream {
-            None
-        } else {
-            let cfg = a.key.config.clone().unwrap_or_default();
-            Some(keys_from_files(&a.key, &cfg)?)
-        };
-        let unlock = |bytes: Option<&[u8]>| match (keys_now, bytes) {
-            (Some(k), _) => Ok(k),
-            (None, Some(b)) => keys_from_stream(&a.key, b),
-            (None, None) => Err(Error::Usage("no config".into())),
-        };
-        if stdin {
-            let lock = std::io::stdin().lock();
-            restore::restore_tar(lock, &a.dest, unlock, in_stream, &opts, &progress)?
-        } else {
-            let f = std::fs::File::open(&a.backup).map_err(|e| Error::io(&a.backup, e))?;
-            let r = std::io::BufReader::with_capacity(1 << 20, f);
-            restore::restore_tar(r, &a.dest, unlock, in_stream, &opts, &progress)?
-        }
+        let (in_stream, now) = tar_keys(&a.key)?;
+        let input = tar_input(&a.backup)?;
+        restore::restore_tar(
+            input,
+            &a.dest,
+            tar_unlock(&a.key, now),
+            in_stream,
+            &opts,
+            &progress,
+        )?
     } else {
         let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
         restore::restore_dir(&a.backup, &a.dest, keys, &opts, &progress)?
@@ -200,6 +230,9 @@ fn print_json_summary(s: &Summary, started: Instant) {
         "warnings": s.warnings,
         "errors": s.errors,
         "integrity_errors": s.integrity_errors,
+        "split_hard_links_rejoined": s.rejoined,
+        "setuid_dropped": s.setuid_dropped,
+        "devices_skipped": s.devices_skipped,
         "layout": match s.layout { Layout::Reverse => "reverse", Layout::Forward => "forward", Layout::Unknown => "unknown" },
         "content": s.aead.map(Aead::name),
         "seconds": started.elapsed().as_secs_f64(),
@@ -207,7 +240,7 @@ fn print_json_summary(s: &Summary, started: Instant) {
     println!("{v}");
 }
 
-fn exit_code(s: &Summary) -> i32 {
+pub(crate) fn exit_code(s: &Summary) -> i32 {
     if s.integrity_errors > 0 {
         exit::INTEGRITY
     } else if s.errors > 0 {
@@ -217,14 +250,41 @@ fn exit_code(s: &Summary) -> i32 {
     }
 }
 
+/// `; 3 setuid/setgid bits not restored (--keep-setuid)` and the like: what the metadata
+/// policy left out and what the rule on split hard links accepted.
+pub(crate) fn policy_notes(s: &Summary, restored: bool) -> String {
+    let mut t = String::new();
+    let would = if restored { "" } else { "would be " };
+    if s.rejoined > 0 {
+        t.push_str(&format!(
+            "; {} hard-linked names split by a copy tool (rsync -a without -H) {would}rejoined",
+            s.rejoined
+        ));
+    }
+    if s.setuid_dropped > 0 {
+        t.push_str(&format!(
+            "; {} setuid/setgid bits {would}dropped (--keep-setuid keeps them)",
+            s.setuid_dropped
+        ));
+    }
+    if s.devices_skipped > 0 {
+        t.push_str(&format!(
+            "; {} device nodes {}(--devices creates them)",
+            s.devices_skipped,
+            if restored {
+                "not created "
+            } else {
+                "would not be created "
+            }
+        ));
+    }
+    t
+}
+
 fn print_summary(s: &Summary, started: Instant, dest: &Path) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes as f64 / 1e6;
-    let kind = match s.layout {
-        Layout::Reverse => "reverse-made (path IVs verified)",
-        Layout::Forward | Layout::Unknown => "forward-mode",
-    };
-    let mut problems = String::new();
+    let mut problems = policy_notes(s, true);
     if s.integrity_errors > 0 {
         problems.push_str(&format!(
             "; {} INTEGRITY ERRORS (tampered or damaged backup)",
@@ -236,7 +296,7 @@ fn print_summary(s: &Summary, started: Instant, dest: &Path) {
     }
     eprintln!(
         "cryptbak: restored {} files ({:.1} MB), {} dirs, {} symlinks, {} special, {} hard links into {} \
-in {:.2} s ({:.0} MB/s); backup: {kind}, {}{problems}",
+in {:.2} s ({:.0} MB/s); backup: {}, {}{problems}",
         s.files,
         mb,
         s.dirs,
@@ -246,6 +306,7 @@ in {:.2} s ({:.0} MB/s); backup: {kind}, {}{problems}",
         show_path(dest),
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
+        s.layout.describe(),
         s.aead.map_or("no content", Aead::name),
     );
 }
@@ -255,21 +316,42 @@ pub fn ls(a: &LsArgs) -> Result<i32> {
         Some(p) => restore::parse_path(p)?,
         None => None,
     };
-    if !a.backup.is_dir() {
-        return Err(Error::invalid(&a.backup, "not a directory"));
-    }
-    let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
     let progress = StderrReport::new(false, Output::Quiet, false);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_err = None;
-    let problems = restore::ls::list(&a.backup, keys, path, a.recursive, &progress, &mut |e| {
+    let mut print = |e: &ListEntry| {
         if write_err.is_none() {
             if let Err(err) = writeln!(out, "{}", format_entry(e)) {
                 write_err = Some(err);
             }
         }
-    })?;
+    };
+    let problems = if a.tar {
+        let (in_stream, now) = tar_keys(&a.key)?;
+        let input = tar_input(&a.backup)?;
+        let (entries, problems) = ls::list_tar(
+            input,
+            tar_unlock(&a.key, now),
+            in_stream,
+            &a.backup,
+            path,
+            a.recursive,
+            &progress,
+        )?;
+        entries.iter().for_each(&mut print);
+        problems
+    } else {
+        if !a.backup.is_dir() {
+            return Err(Error::invalid(
+                &a.backup,
+                "not a directory (for a tar file, add --tar)",
+            ));
+        }
+        let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
+        ls::list(&a.backup, keys, path, a.recursive, &progress, &mut print)?
+    };
+    // `print` borrows `out` and `write_err` until its last use above.
     if let Some(e) = write_err.or_else(|| out.flush().err()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(Error::io("stdout", e));

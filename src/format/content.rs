@@ -605,9 +605,7 @@ impl ContentCipher {
             return Ok(rep);
         };
         rep.file_id = Some(file_id);
-        let mut print = Sha256::new();
-        print.update(header);
-        let mut cipher_len = HEADER_LEN as u64;
+        let mut print = Fingerprint::new(&header);
 
         // AES-SIV and AES-GCM blocks have one size, so it is known before detection.
         let geo = self.aead().unwrap_or(Aead::Siv);
@@ -682,17 +680,7 @@ impl ContentCipher {
                     }
                 }
             }
-            // The fingerprint: what of each block is not its encrypted payload.
-            for c in cipher.chunks(cbs) {
-                if c.len() > overhead {
-                    let (nonce, tag) = aead.framing(c);
-                    print.update(nonce);
-                    print.update(tag);
-                } else {
-                    print.update(c);
-                }
-            }
-            cipher_len += got as u64;
+            print.blocks(aead, cipher);
             // Blocks are written in order; each is at most BLOCK_SIZE and only the last
             // of the file can be short, so the plaintext is contiguous.
             dst.write_all(&plain[..plain_len])?;
@@ -704,8 +692,7 @@ impl ContentCipher {
             }
         }
         rep.blocks = block_no;
-        print.update(cipher_len.to_be_bytes());
-        rep.fingerprint = Some(print.finalize().into());
+        rep.fingerprint = Some(print.finish());
         Ok(rep)
     }
 
@@ -761,6 +748,66 @@ impl ContentCipher {
                 .collect()
         }
     }
+}
+
+/// SHA-256 of a file's header, of what of each block is not its encrypted payload (nonce
+/// and tag), and of its length (see [`FileReport::fingerprint`]).
+struct Fingerprint {
+    h: Sha256,
+    len: u64,
+}
+
+impl Fingerprint {
+    fn new(header: &[u8; HEADER_LEN]) -> Self {
+        let mut h = Sha256::new();
+        h.update(header);
+        Fingerprint {
+            h,
+            len: HEADER_LEN as u64,
+        }
+    }
+
+    /// Whole blocks, in order (only the file's last block may be short).
+    fn blocks(&mut self, aead: Aead, cipher: &[u8]) {
+        for c in cipher.chunks(aead.cipher_block_size()) {
+            if c.len() > aead.overhead() {
+                let (nonce, tag) = aead.framing(c);
+                self.h.update(nonce);
+                self.h.update(tag);
+            } else {
+                self.h.update(c);
+            }
+        }
+        self.len += cipher.len() as u64;
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.h.update(self.len.to_be_bytes());
+        self.h.finalize().into()
+    }
+}
+
+/// The file ID and fingerprint of a ciphertext file of `aead`, read without decrypting
+/// (`None` for an empty file or a bad header). Equal to what [`ContentCipher::decrypt_file`]
+/// reports for the same bytes.
+pub fn fingerprint(src: &mut impl Read, aead: Aead) -> io::Result<Option<([u8; 16], [u8; 32])>> {
+    let mut header = [0u8; HEADER_LEN];
+    if read_full(src, &mut header)? < HEADER_LEN {
+        return Ok(None);
+    }
+    let Some(file_id) = parse_header(&header) else {
+        return Ok(None);
+    };
+    let mut print = Fingerprint::new(&header);
+    let mut buf = vec![0u8; 64 * aead.cipher_block_size()];
+    loop {
+        let got = read_full(src, &mut buf)?;
+        print.blocks(aead, &buf[..got]);
+        if got < buf.len() {
+            break;
+        }
+    }
+    Ok(Some((file_id, print.finish())))
 }
 
 fn gcm(master: &MasterKey, hkdf: bool) -> Box<Gcm128> {
@@ -1141,6 +1188,18 @@ mod tests {
         let mut q = p.clone();
         q[5000] ^= 1;
         assert_ne!(a, decrypt(&d, &siv_encrypt(&q, b"a"), false).1.fingerprint);
+        // Read without decrypting, the same.
+        let ct = siv_encrypt(&p, b"a");
+        assert_eq!(
+            fingerprint(&mut &ct[..], Aead::Siv).unwrap(),
+            Some((FileIvs::for_path(b"a").file_id, a.unwrap()))
+        );
+        let big = data(300 * BLOCK_SIZE + 1);
+        let ct = siv_encrypt(&big, b"a");
+        assert_eq!(
+            fingerprint(&mut &ct[..], Aead::Siv).unwrap().map(|x| x.1),
+            decrypt(&d, &ct, false).1.fingerprint
+        );
         // A shorter file with the same first blocks.
         let short = &p[..2 * BLOCK_SIZE];
         assert_ne!(

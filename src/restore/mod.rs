@@ -1,39 +1,35 @@
-//! Restore: a ciphertext tree (cryptbak export, a copy of a `gocryptfs -reverse` mount,
-//! a forward-mode gocryptfs directory) or a tar stream of one, back to plaintext.
+//! Restore: a backup (cryptbak export, a copy of a `gocryptfs -reverse` mount, a
+//! forward-mode gocryptfs directory, or a tar stream of one) back to plaintext.
 //!
 //! Nothing read is trusted (DESIGN.md, habit 3): every name is checked after decryption,
 //! every block is authenticated before its plaintext can appear under its real name, and
 //! nothing is written outside DEST. See `docs/restore.md` for the user's view.
 //!
-//! * [`decrypt`]: pure content decryption (AES-SIV and AES-GCM, block by block);
+//! * [`engine`]: the order-independent core that turns entries into plaintext (placing,
+//!   links, report); the format rules it applies are the reader's ([`crate::backup`]),
+//!   which also holds the sources (a directory, a tar stream);
 //! * [`writer`]: the destination, written only through no-follow, no-replace operations;
-//! * [`engine`]: the order-independent core that turns entries into plaintext;
-//! * [`source_dir`], [`source_tar`]: where the entries come from;
-//! * [`ls`]: a read-only listing of decrypted names.
+//! * [`discard`]: a destination that writes nothing, for `verify` and `ls --tar`.
 
+pub mod discard;
 pub mod engine;
-pub mod ls;
-pub mod source_dir;
-pub mod source_tar;
 pub mod writer;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::backup::{source_dir, source_tar};
 use crate::error::{Error, Result};
 use crate::format::Cryptor;
 use crate::progress::Progress;
 
+pub use crate::backup::verdict::Layout;
 pub use crate::format::content::Aead;
-pub use engine::Layout;
 
-use engine::{Engine, EngineOptions};
+use engine::report::Style;
+use engine::EngineOptions;
 use writer::Dest;
-
-/// The longest `.name` file accepted: a 255-byte name pads to 256 bytes, which is 344
-/// characters of padded base64. Anything much longer is hostile.
-pub const MAX_NAME_FILE: usize = 1024;
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -48,9 +44,26 @@ pub struct RestoreOptions {
     pub expect_reverse: bool,
     /// Restore owners (root only).
     pub chown: bool,
+    /// Keep setuid/setgid bits of files (the format does not authenticate modes).
+    pub keep_setuid: bool,
+    /// Create device nodes (the format does not authenticate file types).
+    pub devices: bool,
 }
 
-/// Counts of one restore run.
+impl RestoreOptions {
+    fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            keep_corrupt: self.keep_corrupt,
+            filter: self.filter.clone(),
+            expect_reverse: self.expect_reverse,
+            keep_setuid: self.keep_setuid,
+            devices: self.devices,
+            record_homes: false,
+        }
+    }
+}
+
+/// Counts of one restore (or verify) run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub dirs: u64,
@@ -60,11 +73,20 @@ pub struct Summary {
     pub hard_links: u64,
     /// Plaintext bytes of the restored files.
     pub bytes: u64,
+    /// Encrypted names decrypted and checked (0 with plaintext names).
+    pub names: u64,
     pub warnings: u64,
     /// Entries that could not be restored for other reasons (I/O, already existing, ...).
     pub errors: u64,
     /// Entries that failed authentication or the path checks of reverse-made trees.
     pub integrity_errors: u64,
+    /// Files that were hard links split by a copy tool (`rsync -a` without `-H`),
+    /// accepted by the rule of [`crate::backup::verdict::is_split_copy`].
+    pub rejoined: u64,
+    /// Files whose setuid/setgid bits were not restored.
+    pub setuid_dropped: u64,
+    /// Device nodes not created.
+    pub devices_skipped: u64,
     pub layout: Layout,
     pub aead: Option<Aead>,
 }
@@ -83,14 +105,6 @@ pub fn parse_path(p: &OsStr) -> Result<Option<Vec<Vec<u8>>>> {
     Ok((!comps.is_empty()).then_some(comps))
 }
 
-fn engine_opts(o: &RestoreOptions) -> EngineOptions {
-    EngineOptions {
-        keep_corrupt: o.keep_corrupt,
-        filter: o.filter.clone(),
-        expect_reverse: o.expect_reverse,
-    }
-}
-
 /// Restore the ciphertext directory `backup` into `dest`.
 pub fn restore_dir(
     backup: &Path,
@@ -99,15 +113,12 @@ pub fn restore_dir(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let root_meta = source_dir::root_meta(backup)?;
+    let root = source_dir::open(backup)?;
     let d = Dest::open(dest, opts.force, opts.chown)?;
-    let engine = Engine::new(keys, &d, progress, engine_opts(opts));
-    engine.set_root_meta(root_meta);
-    source_dir::feed(&engine, backup);
-    if crate::cancel::requested() {
-        return Err(engine.abort());
-    }
-    engine.finish()
+    let style = Style::Restore {
+        dest: dest.to_path_buf(),
+    };
+    source_dir::run(&root, keys, &d, progress, style, opts.engine())
 }
 
 /// Restore a tar stream of a ciphertext tree into `dest`, in one pass.
@@ -125,14 +136,21 @@ pub fn restore_tar(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let d = Dest::open(dest, opts.force, opts.chown)?;
-    source_tar::restore(
-        reader,
-        d,
-        unlock,
-        config_in_stream,
-        engine_opts(opts),
-        progress,
-    )
+    let style = Style::Restore {
+        dest: dest.to_path_buf(),
+    };
+    let mut eo = opts.engine();
+    eo.record_homes = true;
+    source_tar::run(reader, &d, unlock, config_in_stream, style, eo, progress)
+}
+
+/// Engine options for a run that writes nothing (verify, ls).
+pub(crate) fn engine_options(expect_reverse: bool, filter: Option<Vec<Vec<u8>>>) -> EngineOptions {
+    EngineOptions {
+        expect_reverse,
+        filter,
+        ..EngineOptions::default()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,827 @@
+//! The restore engine: ciphertext entries in, plaintext tree out, in whatever order the
+//! entries arrive.
+//!
+//! A directory source can hand entries over in a convenient order (`gocryptfs.diriv` and
+//! `.name` files before the entries that need them), but a tar stream cannot: in a tar of
+//! a real reverse mount a directory's `gocryptfs.diriv` and its `.name` files come *after*
+//! its entries. So an entry whose plaintext name cannot be worked out yet waits, while
+//! its content is already decrypted and authenticated into the staging area; it is moved
+//! into place as soon as the missing piece arrives. Only metadata waits in memory.
+//!
+//! The format's rules are not here but in the reader ([`crate::backup`]): names come
+//! from [`crate::backup::names::NameRules`], and the layout and integrity judgement from
+//! [`crate::backup::verdict`]. Reverse-made trees derive every IV from the entry's path;
+//! once the tree is known to be one, the engine recomputes dir IVs instead of waiting
+//! for `gocryptfs.diriv`, and judges every stored value against its path.
+//!
+//! The engine is split along its concerns: [`names`] (where an entry goes), [`place`]
+//! (putting entries into the [`Writer`], waiting), [`links`] (hard links, and the
+//! judgement of suspect entries once the layout is final), [`report`] (messages, counts).
+//! `restore` runs it with [`super::writer::Dest`], `verify` with
+//! [`super::discard::Discard`]: one verdict for one backup.
+
+mod links;
+mod names;
+mod place;
+pub mod report;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::hash::{BuildHasher, RandomState};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::backup::names::{name_file_of, NameRules};
+use crate::backup::verdict::{self, Layout, LayoutVerdict};
+use crate::error::Result;
+use crate::format::content::FileReport;
+use crate::format::names::DIRIV_NAME;
+use crate::format::Cryptor;
+use crate::progress::Progress;
+use crate::view::{Meta, S_IFDIR};
+
+use super::writer::{StageId, Writer};
+use super::Summary;
+use names::Res;
+use report::{get, At, Reporter, Style};
+
+pub use crate::cpath::{join as join_cpath, split as split_cpath};
+pub use report::show_cpath;
+
+/// Ciphertext path: `/`-separated components as stored in the backup, `""` for the root.
+pub type CPath = Vec<u8>;
+
+/// Restore-wide settings the engine needs.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    pub keep_corrupt: bool,
+    /// Only restore this plaintext path (components) and what is below it.
+    pub filter: Option<Vec<Vec<u8>>>,
+    /// Treat the tree as reverse-made from the start.
+    pub expect_reverse: bool,
+    /// Keep setuid and setgid bits of files (else they are dropped and counted).
+    pub keep_setuid: bool,
+    /// Create device nodes (else they are skipped and counted).
+    pub devices: bool,
+    /// Remember every authenticated file whose ID is its own path's, for the rule on
+    /// split hard links (a stream cannot be looked at again; a directory can).
+    pub record_homes: bool,
+}
+
+/// A restorable entry, as a source hands it over.
+pub enum Item {
+    Dir {
+        meta: Meta,
+    },
+    File {
+        meta: Meta,
+        staged: Staged,
+    },
+    Symlink {
+        meta: Meta,
+        target: Vec<u8>,
+        /// Its nonce does not match its path (see [`Suspect`]).
+        suspect: bool,
+    },
+    Special {
+        meta: Meta,
+    },
+    /// Another name of the regular file at `target`.
+    Link {
+        target: CPath,
+    },
+}
+
+/// A file whose content has been decrypted into the staging area.
+pub struct Staged {
+    id: StageId,
+    report: FileReport,
+    /// One of its path-derived values did not match (see [`Suspect`]).
+    suspect: bool,
+    /// Its setuid or setgid bit was dropped (counted once it is placed).
+    setuid_dropped: bool,
+}
+
+/// A path-derived value that did not match: an error if the tree is reverse-made.
+enum Suspect {
+    DirIv(CPath),
+    File {
+        cpath: CPath,
+        file_id: [u8; 16],
+        fingerprint: [u8; 32],
+    },
+    Holes(CPath),
+    Symlink(CPath),
+}
+
+#[derive(Default)]
+struct DirState {
+    /// Created in DEST, at this DEST-relative path.
+    plain: Option<PathBuf>,
+    /// Could not be restored, or filtered out: entries below it are dropped.
+    dead: bool,
+    /// Its own entry was seen (else it is implied by its contents).
+    seen: bool,
+    meta: Option<Meta>,
+    stored_iv: Option<[u8; 16]>,
+    diriv_seen: bool,
+    /// A `gocryptfs.diriv` was there but unusable (already reported).
+    diriv_bad: bool,
+    waiting: Vec<(CPath, Item)>,
+}
+
+/// A file whose ID is its own path's: a possible owner of split hard links' IDs.
+struct Home {
+    cpath: CPath,
+    fingerprint: [u8; 32],
+}
+
+struct State {
+    verdict: LayoutVerdict,
+    dirs: HashMap<CPath, DirState>,
+    /// Contents of `.name` files that hash to their entry's name, keyed by the
+    /// long-named entry's cpath.
+    long_names: HashMap<CPath, Vec<u8>>,
+    /// What was wrong with `.name` files that did not (in case no right one comes).
+    bad_long_names: HashMap<CPath, String>,
+    /// Entries waiting for their `.name` file.
+    name_waiters: HashMap<CPath, Item>,
+    links: Vec<(CPath, CPath)>,
+    /// Non-directories this run put into DEST under their own name (or as a hard link),
+    /// as keyed hashes of their cpaths: the only things a hard link may point to. Eight
+    /// bytes per entry; the random key makes collisions impossible to aim for.
+    placed: HashSet<u64>,
+    /// Authenticated files not placed under their own name (it exists in DEST, or it
+    /// lies outside `--path`), kept in staging until the end: their hard links may still
+    /// give the content a name.
+    unplaced: HashMap<CPath, StageId>,
+    suspects: Vec<Suspect>,
+    /// By file ID (see [`EngineOptions::record_homes`] and [`Engine::add_home`]).
+    homes: HashMap<[u8; 16], Home>,
+    /// Directories whose waiting entries can be placed now (see `retry_dir`).
+    ready: Vec<CPath>,
+    draining: bool,
+    /// Suspect files and symlinks this run put into DEST, and what each is: only the
+    /// entry a suspect is about may be taken out again, never another entry that the
+    /// backup holds under the same path.
+    placed_suspects: HashMap<CPath, Placed>,
+    filter_hit: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Placed {
+    File,
+    Symlink,
+}
+
+pub struct Engine<'a, W: Writer> {
+    keys: Cryptor,
+    w: &'a W,
+    rep: Reporter<'a>,
+    opts: EngineOptions,
+    st: Mutex<State>,
+    /// Keys of [`State::placed`].
+    hasher: RandomState,
+}
+
+impl<'a, W: Writer> Engine<'a, W> {
+    pub fn new(
+        keys: Cryptor,
+        w: &'a W,
+        progress: &'a dyn Progress,
+        style: Style,
+        opts: EngineOptions,
+    ) -> Self {
+        let verdict = LayoutVerdict::new(opts.expect_reverse, keys.content.aead());
+        let mut dirs = HashMap::new();
+        dirs.insert(
+            Vec::new(),
+            DirState {
+                plain: Some(PathBuf::new()),
+                seen: true,
+                ..Default::default()
+            },
+        );
+        Engine {
+            keys,
+            w,
+            rep: Reporter {
+                progress,
+                style,
+                counters: Default::default(),
+            },
+            opts,
+            st: Mutex::new(State {
+                verdict,
+                dirs,
+                long_names: HashMap::new(),
+                bad_long_names: HashMap::new(),
+                name_waiters: HashMap::new(),
+                links: Vec::new(),
+                placed: HashSet::new(),
+                unplaced: HashMap::new(),
+                suspects: Vec::new(),
+                homes: HashMap::new(),
+                ready: Vec::new(),
+                draining: false,
+                placed_suspects: HashMap::new(),
+                filter_hit: false,
+            }),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The name rules of this backup.
+    pub fn rules(&self) -> NameRules<'_> {
+        NameRules::new(&self.keys)
+    }
+
+    fn key(&self, cpath: &[u8]) -> u64 {
+        self.hasher.hash_one(cpath)
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.lock().verdict.layout()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.st
+            .lock()
+            .expect("no panics while the restore state is held")
+    }
+
+    /// Whether forward-mode file holes are accepted (not in reverse-made trees).
+    fn allow_holes(&self) -> bool {
+        self.layout() != Layout::Reverse
+    }
+
+    /// The metadata of the restore root (DEST itself).
+    pub fn set_root_meta(&self, meta: Meta) {
+        let mut st = self.lock();
+        st.dirs.get_mut(&Vec::new()).expect("root exists").meta = Some(meta);
+    }
+
+    // ------------------------------------------------------------------- messages
+
+    /// Report a problem with the backup entry `cpath`, naming its plaintext path too if
+    /// it is known yet.
+    pub fn entry_problem(&self, cpath: &[u8], kind: Severity, msg: impl Into<String>) {
+        let plain = match self.resolve(&self.lock(), cpath) {
+            Res::Ready(p) => Some(p),
+            _ => None,
+        };
+        let at = match &plain {
+            Some(p) => At::Entry { cpath, plain: p },
+            None => At::Backup(cpath),
+        };
+        match kind {
+            Severity::Warning => self.rep.warn(at, msg),
+            Severity::Error => self.rep.error(at, msg),
+            Severity::Integrity => self.rep.integrity(at, msg),
+        }
+    }
+
+    /// An error with the backup entry `cpath` that keeps it out of DEST.
+    pub fn entry_not_restored(&self, cpath: &[u8], msg: impl Into<String>) {
+        let plain = match self.resolve(&self.lock(), cpath) {
+            Res::Ready(p) => Some(p),
+            _ => None,
+        };
+        let at = match &plain {
+            Some(p) => At::Entry { cpath, plain: p },
+            None => At::Backup(cpath),
+        };
+        self.rep.error_outcome(at, msg, "not restored");
+    }
+
+    /// Report a problem of the source as a whole (the tar stream).
+    pub fn source_error(&self, what: &Path, msg: impl Into<String>) {
+        self.rep.error(At::Other(what), msg);
+    }
+
+    // ---------------------------------------------------------------- evidence
+
+    /// Evidence about the layout: a stored value and the one its path would give.
+    /// Returns whether `suspect` was recorded (to be judged once the layout is final).
+    fn observe(&self, st: &mut State, matched: bool, suspect: Suspect) -> bool {
+        if st.verdict.content_cipher(self.keys.content.aead()) {
+            // Detected on the first file: reverse mode always uses AES-SIV.
+            self.retry_all(st);
+        }
+        let o = st.verdict.observe(matched);
+        if o.decided {
+            self.retry_all(st);
+        }
+        if o.suspect {
+            st.suspects.push(suspect);
+        }
+        o.suspect
+    }
+
+    // ------------------------------------------------------------------- entries
+
+    /// Decrypt a file's content into the staging area. Runs without the lock, so
+    /// several files can be decrypted at once. Problems are reported here; `None` means
+    /// nothing is staged.
+    pub fn stage_file(
+        &self,
+        cpath: &[u8],
+        meta: &Meta,
+        src: &mut impl std::io::Read,
+    ) -> Option<Staged> {
+        let mut meta = meta.clone();
+        let setuid_dropped = !self.opts.keep_setuid && meta.mode & 0o6000 != 0;
+        if setuid_dropped {
+            meta.mode &= !0o6000;
+        }
+        let (id, f) = match self.w.stage_file() {
+            Ok(x) => x,
+            Err(e) => {
+                self.entry_problem(cpath, Severity::Error, e.to_string());
+                return None;
+            }
+        };
+        let mut w = WriteSide {
+            inner: f,
+            failed: false,
+        };
+        let r = self
+            .keys
+            .content
+            .decrypt_file(src, &mut w, self.allow_holes());
+        let failed = w.failed;
+        let r = r.map_err(|e| (e, failed)).and_then(|report| {
+            let meta = report.is_ok().then_some(&meta);
+            self.w
+                .finish_file(id, w.inner, meta)
+                .map(|()| report)
+                .map_err(|e| (std::io::Error::other(e.to_string()), true))
+        });
+        match r {
+            Ok(report) => Some(Staged {
+                id,
+                report,
+                suspect: false,
+                setuid_dropped,
+            }),
+            Err((e, written)) => {
+                self.w.discard(id);
+                // A full or failing DEST is the user's to fix; a read error is the
+                // backup's.
+                if written {
+                    self.entry_not_restored(cpath, format!("cannot write the plaintext: {e}"));
+                } else {
+                    self.entry_problem(cpath, Severity::Error, format!("cannot read: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Throw away a staged file that will not be handed over.
+    pub fn drop_staged(&self, staged: Staged) {
+        self.w.discard(staged.id);
+    }
+
+    /// Hand over one entry (see [`Item`]).
+    pub fn add(&self, cpath: CPath, mut item: Item) {
+        let mut st = self.lock();
+        match &mut item {
+            Item::File { staged, .. } => {
+                if let Some(file_id) = staged.report.file_id {
+                    let matched = file_id == verdict::reverse_file_id(&cpath);
+                    let fingerprint = staged.report.fingerprint.unwrap_or_default();
+                    if matched && staged.report.is_ok() && self.opts.record_homes {
+                        st.homes.entry(file_id).or_insert_with(|| Home {
+                            cpath: cpath.clone(),
+                            fingerprint,
+                        });
+                    }
+                    // A file that failed anyway is reported as such; no second verdict.
+                    if matched || staged.report.is_ok() {
+                        let suspect = Suspect::File {
+                            cpath: cpath.clone(),
+                            file_id,
+                            fingerprint,
+                        };
+                        staged.suspect |= self.observe(&mut st, matched, suspect);
+                    }
+                }
+                if staged.report.holes > 0 && staged.report.is_ok() {
+                    st.suspects.push(Suspect::Holes(cpath.clone()));
+                    staged.suspect = true;
+                }
+            }
+            Item::Link { target } => {
+                st.links.push((cpath.clone(), target.clone()));
+                return;
+            }
+            _ => {}
+        }
+        let (parent, _) = split_cpath(&cpath);
+        st.dirs.entry(parent.to_vec()).or_default();
+        self.try_place(&mut st, cpath, item);
+    }
+
+    /// A file the engine does not restore, seen only for the rule on split hard links
+    /// (outside `--path`, or found by a second look at a directory): if its ID is its own
+    /// path's, it may be the owner of a split hard link's ID.
+    pub fn add_home(&self, cpath: CPath, file_id: [u8; 16], fingerprint: [u8; 32]) {
+        if file_id != verdict::reverse_file_id(&cpath) {
+            return;
+        }
+        let mut st = self.lock();
+        st.homes
+            .entry(file_id)
+            .or_insert(Home { cpath, fingerprint });
+    }
+
+    /// The file IDs whose owner the rule on split hard links still needs to see: those
+    /// of suspect files, when the tree is reverse-made.
+    pub fn missing_homes(&self) -> HashSet<[u8; 16]> {
+        let st = self.lock();
+        if st.verdict.layout() != Layout::Reverse {
+            return HashSet::new();
+        }
+        st.suspects
+            .iter()
+            .filter_map(|s| match s {
+                Suspect::File { file_id, .. } if !st.homes.contains_key(file_id) => Some(*file_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A symlink: its target is decrypted here (it is small).
+    pub fn add_symlink(&self, cpath: CPath, meta: Meta, stored_target: &[u8]) {
+        let target = match &self.keys.names {
+            None => Ok((stored_target.to_vec(), false)),
+            Some(codec) => match codec.b64_decode(stored_target) {
+                None => Err("symlink target is not valid base64".to_string()),
+                Some(blob) => match self.keys.content.open_symlink(&blob) {
+                    None => Err("symlink target does not authenticate".to_string()),
+                    Some(t) => {
+                        let matched = verdict::symlink_nonce_matches(&cpath, &blob);
+                        let mut st = self.lock();
+                        let suspect = Suspect::Symlink(cpath.clone());
+                        Ok((t, self.observe(&mut st, matched, suspect)))
+                    }
+                },
+            },
+        };
+        match target {
+            Ok((t, suspect)) if !t.is_empty() && !t.contains(&0) => self.add(
+                cpath,
+                Item::Symlink {
+                    meta,
+                    target: t,
+                    suspect,
+                },
+            ),
+            Ok(_) => self.entry_problem(
+                &cpath,
+                Severity::Integrity,
+                "symlink target is empty or contains NUL",
+            ),
+            Err(msg) => self.entry_problem(&cpath, Severity::Integrity, msg),
+        }
+    }
+
+    /// The content of a directory's `gocryptfs.diriv`.
+    pub fn add_diriv(&self, dir: CPath, bytes: &[u8]) {
+        let Ok(iv) = <[u8; 16]>::try_from(bytes) else {
+            // Sources read at most 17 bytes.
+            let size = if bytes.len() > 16 {
+                "more than 16 bytes long".to_string()
+            } else {
+                format!("{} bytes long, not 16", bytes.len())
+            };
+            self.bad_diriv(dir, size);
+            return;
+        };
+        let mut st = self.lock();
+        let matched = iv == verdict::reverse_dir_iv(&dir);
+        let d = st.dirs.entry(dir.clone()).or_default();
+        d.stored_iv = Some(iv);
+        d.diriv_seen = true;
+        self.observe(&mut st, matched, Suspect::DirIv(dir.clone()));
+        self.retry_dir(&mut st, &dir);
+    }
+
+    /// A directory's `gocryptfs.diriv` is there but unusable (wrong size, not a file).
+    pub fn bad_diriv(&self, dir: CPath, msg: impl Into<String>) {
+        let at = join_cpath(&dir, DIRIV_NAME.as_bytes());
+        self.rep.integrity(At::Backup(&at), msg);
+        self.lock().dirs.entry(dir).or_default().diriv_bad = true;
+    }
+
+    /// Drop a directory of the stream that is not an entry, and everything below it.
+    pub fn skip_dir(&self, cpath: CPath) {
+        let mut st = self.lock();
+        self.kill_dir(&mut st, &cpath);
+    }
+
+    /// The content of `gocryptfs.longname.H.name`, for the entry `gocryptfs.longname.H`.
+    ///
+    /// Only content that hashes to H is used. A tar stream can carry the file twice: a
+    /// wrong copy must neither replace a right one nor fail the entry before the right one
+    /// arrives, so it is only remembered, for the report if no right one comes.
+    pub fn add_long_name(&self, entry: CPath, cname: &[u8]) {
+        let (_, comp) = split_cpath(&entry);
+        let problem = self.rules().check_name_file(comp, cname).err();
+        let nf = name_file_of(&entry);
+        let report_copy = || {
+            self.rep.integrity(
+                At::Backup(&nf),
+                "the stream has another copy of this .name file that does not match the hashed name; that copy was ignored",
+            )
+        };
+        let mut st = self.lock();
+        match problem {
+            Some(_) if st.long_names.contains_key(&entry) => report_copy(),
+            Some(p) => {
+                st.bad_long_names.insert(entry, p.to_string());
+            }
+            None => {
+                if st.bad_long_names.remove(&entry).is_some() {
+                    report_copy();
+                }
+                st.long_names.insert(entry.clone(), cname.to_vec());
+                if let Some(item) = st.name_waiters.remove(&entry) {
+                    self.try_place(&mut st, entry, item);
+                }
+            }
+        }
+    }
+
+    /// Try to work out the plaintext path of `cpath` without changing anything:
+    /// `Some(true)` when it is wanted (inside the `--path` filter or on the way to it),
+    /// `Some(false)` when it is not (or cannot be restored), `None` when it is not known
+    /// yet.
+    pub fn wanted(&self, cpath: &[u8]) -> Option<bool> {
+        let st = self.lock();
+        match self.resolve(&st, cpath) {
+            Res::Ready(p) => Some(self.filter_relation(&p).is_some()),
+            Res::Drop => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Stop after a signal instead of `finish`: what is placed is complete; whatever
+    /// still waits in the staging area goes with it.
+    pub fn abort(&self) -> crate::Error {
+        let _ = self.w.close();
+        crate::Error::RestoreInterrupted
+    }
+
+    /// After the last entry: resolve what still waits, judge the path-derived values,
+    /// make hard links, and give directories their final metadata.
+    pub fn finish(&self) -> Result<Summary> {
+        let mut st = self.lock();
+        let layout = st.verdict.finish();
+        self.retry_all(&mut st);
+        self.place_implied_dirs(&mut st);
+        self.fail_waiting(&mut st);
+
+        if layout == Layout::Reverse && self.rules().has_diriv_files() {
+            let missing: Vec<CPath> = st
+                .dirs
+                .iter()
+                .filter(|(_, d)| d.plain.is_some() && !d.diriv_seen && !d.diriv_bad)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in missing {
+                self.rep.warn(
+                    At::Backup(&k),
+                    "gocryptfs.diriv is missing; recomputed from the path (reverse-made backup)",
+                );
+            }
+        }
+
+        // Path-derived values that did not match their path, judged before the hard links
+        // are made: a file taken back out must not live on under its other names.
+        let links = std::mem::take(&mut st.links);
+        let suspects = std::mem::take(&mut st.suspects);
+        if layout == Layout::Reverse {
+            let mut link_paths: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+            for (c, target) in &links {
+                link_paths.entry(target).or_default().push(c);
+            }
+            for s in suspects {
+                self.judge(&mut st, s, &link_paths);
+            }
+        }
+        self.make_links(&mut st, &links);
+
+        let missing = match &self.opts.filter {
+            Some(f) if !st.filter_hit => Some(PathBuf::from(OsStr::from_bytes(&f.join(&b'/')))),
+            _ => None,
+        };
+
+        // Directory metadata, deepest first: a read-only parent must not stop its children.
+        let mut dirs: Vec<(PathBuf, Meta)> = st
+            .dirs
+            .iter()
+            .filter_map(|(k, d)| {
+                let (p, m) = (d.plain.as_ref()?, d.meta.as_ref()?);
+                if k.is_empty() && (self.opts.filter.is_some() || !self.w.was_empty()) {
+                    // DEST itself keeps its own metadata unless the whole tree went into an empty DEST.
+                    return None;
+                }
+                Some((p.clone(), m.clone()))
+            })
+            .collect();
+        drop(st);
+        self.w.close()?;
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, m) in &dirs {
+            if m.mode & 0o170000 != S_IFDIR {
+                continue;
+            }
+            if let Err(e) = self.w.finish_dir(p, m) {
+                self.rep.error(At::Plain(p), e.to_string());
+            }
+        }
+        if let Some(p) = missing {
+            return Err(crate::Error::invalid(p, "no such path in the backup"));
+        }
+        let c = &self.rep.counters;
+        let names = if self.keys.names.is_some() {
+            get(&c.dirs) + get(&c.files) + get(&c.symlinks) + get(&c.specials) + get(&c.hard_links)
+        } else {
+            0
+        };
+        Ok(Summary {
+            dirs: get(&c.dirs),
+            files: get(&c.files),
+            symlinks: get(&c.symlinks),
+            specials: get(&c.specials),
+            hard_links: get(&c.hard_links),
+            bytes: get(&c.bytes),
+            names,
+            warnings: get(&c.warnings),
+            errors: get(&c.errors),
+            integrity_errors: get(&c.integrity_errors),
+            rejoined: get(&c.rejoined),
+            setuid_dropped: get(&c.setuid_dropped),
+            devices_skipped: get(&c.devices_skipped),
+            layout,
+            aead: self.keys.content.aead(),
+        })
+    }
+
+    /// Directories that have contents but no entry of their own.
+    fn place_implied_dirs(&self, st: &mut State) {
+        loop {
+            let implied: Vec<CPath> = st
+                .dirs
+                .iter()
+                .filter(|(k, d)| !k.is_empty() && !d.seen && !d.dead && !d.waiting.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut progress = false;
+            for k in implied {
+                // Only where its name can be worked out: else its own entry may just be
+                // waiting for the same missing piece (a forward-mode dir IV, a .name file).
+                if !matches!(self.resolve(st, &k), Res::WaitDir | Res::WaitName) {
+                    self.rep.warn(
+                        At::Backup(&k),
+                        "directory entry missing from the backup; created with mode 0700",
+                    );
+                    let meta = default_dir_meta();
+                    st.dirs.get_mut(&k).expect("listed").seen = true;
+                    self.try_place(st, k, Item::Dir { meta });
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// Whatever still waits cannot be restored: say why, once per cause.
+    fn fail_waiting(&self, st: &mut State) {
+        let waiters: Vec<(CPath, Item)> = st.name_waiters.drain().collect();
+        for (c, item) in waiters {
+            let name_file = name_file_of(&c);
+            let msg = match st.bad_long_names.get(&c) {
+                Some(m) => m.clone(),
+                None => format!(
+                    "its long-name file {} is missing: the name cannot be restored",
+                    show_cpath(&name_file).display()
+                ),
+            };
+            self.in_dir_integrity(st, &c, msg);
+            if matches!(item, Item::Dir { .. }) {
+                self.kill_dir(st, &c);
+            }
+            self.discard(item);
+        }
+        let mut stuck: Vec<CPath> = st
+            .dirs
+            .iter()
+            .filter(|(_, d)| !d.waiting.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        // Parents first: dropping one drops what waits below it, which needs no second report.
+        stuck
+            .sort_by_key(|k| k.iter().filter(|&&b| b == b'/').count() + usize::from(!k.is_empty()));
+        for k in stuck {
+            let d = st.dirs.get(&k).expect("listed");
+            let n = d.waiting.len();
+            if n == 0 {
+                continue;
+            }
+            match &d.plain {
+                Some(p) if !d.diriv_seen => {
+                    let what = if d.diriv_bad { "unusable" } else { "missing" };
+                    let p = p.clone();
+                    self.rep.integrity(
+                        At::Entry { cpath: &k, plain: &p },
+                        format!("gocryptfs.diriv of backup directory {} is {what}: the names of its {n} entries cannot be decrypted (forward-mode directory IVs are random)", show_cpath(&k).display()),
+                    );
+                }
+                _ => self.rep.integrity(
+                    At::Backup(&k),
+                    format!(
+                        "the directory could not be restored, so its {n} entries were not either"
+                    ),
+                ),
+            }
+            self.kill_dir(st, &k);
+        }
+    }
+
+    /// An integrity error about entry `c` whose name failed: named by its backup path,
+    /// with the plaintext directory it was in, if known.
+    fn in_dir_integrity(&self, st: &State, c: &[u8], msg: String) {
+        let (parent, _) = split_cpath(c);
+        let msg = match st.dirs.get(parent).and_then(|d| d.plain.as_ref()) {
+            Some(p) => format!("in {}: {msg}", self.show_dir(p)),
+            None => msg,
+        };
+        self.rep.integrity(At::Backup(c), msg);
+    }
+
+    /// A plaintext directory for a message: its DEST path (restore) or its plaintext path.
+    fn show_dir(&self, p: &Path) -> String {
+        let (path, _) = self.rep.style.render(At::Plain(p), String::new());
+        path.display().to_string()
+    }
+}
+
+/// How bad a problem with an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Left out on purpose (a socket, a temporary file); exit code unchanged.
+    Warning,
+    /// Could not be restored (I/O, already exists); exit code 2.
+    Error,
+    /// Failed authentication or the path checks; exit code 26.
+    Integrity,
+}
+
+fn default_dir_meta() -> Meta {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let t = crate::view::Time {
+        sec: now.as_secs() as i64,
+        nsec: now.subsec_nanos(),
+    };
+    Meta {
+        mode: S_IFDIR | 0o700,
+        uid: u32::MAX,
+        gid: u32::MAX,
+        size: 0,
+        atime: t,
+        mtime: t,
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        rdev: 0,
+    }
+}
+
+/// The writer of a staged file, remembering whether an error came from it (DEST) rather
+/// than from the reader (the backup).
+struct WriteSide<F> {
+    inner: F,
+    failed: bool,
+}
+
+impl<F: std::io::Write> std::io::Write for WriteSide<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner
+            .write_all(buf)
+            .inspect_err(|_| self.failed = true)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
+}
