@@ -110,7 +110,7 @@ impl Discard {
         id
     }
 
-    /// What a restore would have created, sorted by path (with [`Discard::listing`]).
+    /// What a restore would have created, in walk order (with [`Discard::listing`]).
     pub fn entries(self) -> Vec<Listed> {
         let Some(l) = self.listing else {
             return Vec::new();
@@ -121,7 +121,12 @@ impl Discard {
             .placed
             .into_values()
             .collect();
-        v.sort_by(|a, b| a.path.cmp(&b.path));
+        // Component by component: a directory's entries right after it, as a walk lists them.
+        v.sort_by(|a, b| {
+            a.path
+                .split(|&c| c == b'/')
+                .cmp(b.path.split(|&c| c == b'/'))
+        });
         v
     }
 }

@@ -6,6 +6,7 @@ mod harden;
 mod hostile;
 mod incremental;
 mod interop_export;
+mod reader;
 mod restore;
 mod restore_util;
 mod secrets;
