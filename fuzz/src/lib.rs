@@ -158,14 +158,54 @@ pub fn content(data: &[u8]) {
     assert_eq!(siv_dec.open_symlink(&blob).as_deref(), Some(body));
 }
 
-/// `cryptbak restore --tar` of arbitrary bytes into an empty DEST: never panics, and
-/// never creates anything outside DEST.
+/// `cryptbak restore --tar` of arbitrary bytes into an empty DEST: never panics, never
+/// creates anything outside DEST, and `verify --tar` of the same bytes reaches the same
+/// verdict.
 pub fn restore_tar(data: &[u8]) {
     let root = scratch();
-    if let Ok(s) = restore_into(data, &root.path().join("dest")) {
-        check_summary(&s, data);
+    let restored = restore_into(data, &root.path().join("dest"));
+    if let Ok(s) = &restored {
+        check_summary(s, data);
     }
+    check_same_verdict(&restored, data);
     check_only_dest(root.path());
+}
+
+/// verify is restore into a writer that discards: for one stream, the counts of what is
+/// restored and of what fails must be the same.
+fn check_same_verdict(restored: &cryptbak::Result<restore::Summary>, tar: &[u8]) {
+    let verified = verify_tar(tar);
+    match (restored, &verified) {
+        (Ok(r), Ok(v)) => {
+            let key = |s: &restore::Summary| {
+                (
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    s.specials,
+                    s.hard_links,
+                    s.errors,
+                    s.integrity_errors,
+                    s.layout,
+                )
+            };
+            assert_eq!(key(r), key(v), "restore and verify disagree: {r:?} / {v:?}");
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("restore and verify disagree: {restored:?} / {verified:?}"),
+    }
+}
+
+/// `verify --tar` of `tar` with the harness's key.
+pub fn verify_tar(tar: &[u8]) -> cryptbak::Result<restore::Summary> {
+    cryptbak::verify::verify_tar(
+        tar,
+        std::path::Path::new("fuzz.tar"),
+        |_| Ok(Cryptor::new(&master(), Format::DEFAULT_REVERSE).expect("AES-SIV format")),
+        false,
+        &cryptbak::verify::VerifyOptions::default(),
+        &NoProgress,
+    )
 }
 
 /// No count of a restore can be far beyond the number of tar records (512-byte blocks)
@@ -228,9 +268,11 @@ pub fn restore_tar_entries(data: &[u8]) {
     };
     let root = scratch();
     let dest = root.path().join("dest");
-    if let Ok(s) = restore_into(&tar, &dest) {
-        check_summary(&s, &tar);
+    let restored = restore_into(&tar, &dest);
+    if let Ok(s) = &restored {
+        check_summary(s, &tar);
     }
+    check_same_verdict(&restored, &tar);
     entries::check_dest(&dest, &made);
     check_only_dest(root.path());
 }

@@ -250,12 +250,15 @@ impl<W: Writer> Engine<'_, W> {
     }
 
     pub(super) fn retry_all(&self, st: &mut State) {
-        let keys: Vec<CPath> = st
+        let mut keys: Vec<CPath> = st
             .dirs
             .iter()
             .filter(|(_, d)| !d.waiting.is_empty())
             .map(|(k, _)| k.clone())
             .collect();
+        // In a fixed order: when two entries of a stream decrypt to one name, which one
+        // is placed must not depend on a hash map.
+        keys.sort();
         for k in keys {
             self.retry_dir(st, &k);
         }
