@@ -19,6 +19,6 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
   exit "$status"
 fi
 if [ -n "$target" ]; then
-  rsync -a --delete "$crypt/" "$target/"
+  rsync -aH --delete "$crypt/" "$target/"
 fi
 exit "$status"

@@ -94,7 +94,13 @@ pub fn open_file(dir: impl AsFd, name: &OsStr, listed: Option<&Stat>) -> io::Res
 /// tells the caller the file is larger than it may be). For `gocryptfs.diriv`, `.name`
 /// files and configs: a hostile backup may put a FIFO, a device or gigabytes there.
 pub fn read_small(dir: impl AsFd, name: &OsStr, max: usize) -> io::Result<Vec<u8>> {
-    let f = open_file(dir, name, None)?;
+    // Checked before opening too, so that a device is never opened at all (opening one
+    // talks to its driver); `open_file` checks again what it opened.
+    let st = stat(&dir, name)?;
+    if file_type(&st) != FileType::RegularFile {
+        return Err(not_regular());
+    }
+    let f = open_file(dir, name, Some(&st))?;
     let mut v = Vec::new();
     f.take(max as u64 + 1).read_to_end(&mut v)?;
     Ok(v)
