@@ -150,8 +150,8 @@ pub fn is_missing_or_empty(path: &Path) -> Result<bool> {
     }
 }
 
-/// A staged plaintext file. Blocks of zeros are skipped (holes); [`Dest::finish_file`]
-/// sets the length, which also covers zeros at the end.
+/// A staged plaintext file. Blocks of zeros are skipped (holes); a write that ends in
+/// one sets the file's length, so zeros at the end are not lost.
 pub struct SparseFile {
     file: File,
     pos: u64,
@@ -162,9 +162,9 @@ impl SparseFile {
         SparseFile { file, pos: 0 }
     }
 
-    /// Give the file its full length (a skipped last block leaves it short).
+    /// The file, complete. (Its length is right already: a write that ends in a hole
+    /// extends the file itself, so no extra call per file is needed here.)
     pub fn complete(self) -> io::Result<File> {
-        self.file.set_len(self.pos)?;
         Ok(self.file)
     }
 }

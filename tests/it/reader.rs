@@ -755,6 +755,28 @@ fn reader_verify_and_ls_read_tar_streams() {
             .arg(&tar)
             .arg(&src),
     );
+    // With the config last in the stream: what comes before it waits in an unnamed
+    // scratch file (nothing appears anywhere).
+    let late = t.join("late.tar");
+    let mut names: Vec<_> = fs::read_dir(&exp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "gocryptfs.conf")
+        .collect();
+    names.sort();
+    names.push("gocryptfs.conf".into());
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&exp)
+            .arg("-cf")
+            .arg(&late)
+            .args(&names),
+    );
+    let scratch = TestDir::new("reader-verify-tmp");
+    let o = run_ok(verify(&pw, &late, &["--tar"]).env("TMPDIR", scratch.path()));
+    assert!(stderr(&o).contains("; OK"), "{}", stderr(&o));
+    assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
     let o = run_ok(&mut verify(&pw, &tar, &["--tar"]));
     assert!(
         stderr(&o).contains("reverse-made") && stderr(&o).contains("; OK"),

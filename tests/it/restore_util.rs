@@ -92,9 +92,12 @@ pub fn varied_tree(root: &Path, with_special: bool) {
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o400)).unwrap();
     fs::hard_link(root.join("size_4097"), root.join("sub/hardlink")).unwrap();
     if with_special {
-        nix::unistd::mkfifo(
-            &root.join("sub/fifo"),
-            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("sub/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            0,
         )
         .unwrap();
     }
@@ -181,7 +184,7 @@ pub fn assert_same_tree(a: &Path, b: &Path, skip: &[&str], second_mtimes: bool) 
         if !second_mtimes {
             assert_eq!(ma.mtime_nsec(), mb.mtime_nsec(), "mtime ns of {what}");
         }
-        if nix::unistd::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() {
             assert_eq!(
                 (ma.uid(), ma.gid()),
                 (mb.uid(), mb.gid()),
