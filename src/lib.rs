@@ -2,7 +2,7 @@
 //!
 //! The library computes what a reverse mount would show ([`view`]), writes it into a
 //! destination ([`sink`]) with a parallel walk ([`walk`]), and reads backups back
-//! ([`restore`], [`verify`]). The format's pure crypto and path math is in [`format`]
+//! ([`restore`], [`verify`]). The format's pure crypto and path math is in [`mod@format`]
 //! (config, keys, path IVs, names, contents, and [`format::Cryptor`], the one key bundle).
 //! It never prints: problems and progress go through [`progress::Progress`].
 

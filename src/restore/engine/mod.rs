@@ -15,9 +15,9 @@
 //! for `gocryptfs.diriv`, and judges every stored value against its path.
 //!
 //! The engine is split along its concerns: this module (the state and the entry points
-//! sources call), [`names`] (where an entry goes), [`place`] (putting entries into the
-//! [`Writer`], waiting, the metadata policy), [`links`] (hard links, and the judgement
-//! of suspect entries once the layout is final), [`finish`] (the end of a run),
+//! sources call), `names` (where an entry goes), `place` (putting entries into the
+//! [`Writer`], waiting, the metadata policy), `links` (hard links, and the judgement
+//! of suspect entries once the layout is final), `finish` (the end of a run),
 //! [`report`] (messages, counts).
 //! `restore` runs it with [`super::writer::Dest`], `verify` with
 //! [`super::discard::Discard`]: one verdict for one backup.
@@ -80,7 +80,7 @@ pub enum Item {
     Symlink {
         meta: Meta,
         target: Vec<u8>,
-        /// Its nonce does not match its path (see [`Suspect`]).
+        /// Its nonce does not match its path (see `Suspect`).
         suspect: bool,
     },
     Special {
@@ -96,7 +96,7 @@ pub enum Item {
 pub struct Staged {
     id: StageId,
     report: FileReport,
-    /// One of its path-derived values did not match (see [`Suspect`]).
+    /// One of its path-derived values did not match (see `Suspect`).
     suspect: bool,
     /// Its setuid or setgid bit was dropped (counted once it is placed).
     setuid_dropped: bool,
