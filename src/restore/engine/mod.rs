@@ -443,16 +443,29 @@ impl<'a, W: Writer> Engine<'a, W> {
     }
 
     /// The file IDs whose owner the rule on split hard links still needs to see: those
-    /// of suspect files, when the tree is reverse-made.
+    /// of suspect files, when the tree is reverse-made, except where another name of the
+    /// same file (a hard link the copy kept) owns the ID, as is common: a walk may meet
+    /// any name of a file first.
     pub fn missing_homes(&self) -> HashSet<[u8; 16]> {
         let st = self.lock();
         if st.verdict.layout() != Layout::Reverse {
             return HashSet::new();
         }
+        let mut linked: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+        for (name, target) in &st.links {
+            linked.entry(target).or_default().push(name);
+        }
         st.suspects
             .iter()
             .filter_map(|s| match s {
-                Suspect::File { file_id, .. } if !st.homes.contains_key(file_id) => Some(*file_id),
+                Suspect::File { cpath, file_id, .. } if !st.homes.contains_key(file_id) => {
+                    let owned = linked.get(cpath.as_slice()).is_some_and(|names| {
+                        names
+                            .iter()
+                            .any(|n| verdict::reverse_file_id(n) == *file_id)
+                    });
+                    (!owned).then_some(*file_id)
+                }
                 _ => None,
             })
             .collect()
@@ -705,6 +718,81 @@ mod tests {
         e.add(b"a/b".to_vec(), dir());
         let s = e.finish().unwrap();
         assert_eq!((s.dirs, s.warnings, s.errors), (3, 1, 0));
+    }
+
+    fn file_meta() -> Meta {
+        let Item::Dir { mut meta } = dir() else {
+            unreachable!()
+        };
+        meta.mode = crate::view::S_IFREG | 0o644;
+        meta
+    }
+
+    /// Stage `data` encrypted with the IVs of `iv_path` as the file `cpath`.
+    fn file(e: &Engine<'_, Discard>, cpath: &[u8], iv_path: &[u8], data: &[u8]) {
+        let mut ct = Vec::new();
+        crate::format::content::FileEncryptor::new(&e.keys.content)
+            .encrypt(
+                &crate::format::content::FileIvs::for_path(iv_path),
+                &mut &data[..],
+                &mut ct,
+            )
+            .unwrap();
+        let meta = file_meta();
+        let staged = e.stage_file(cpath, &meta, &mut &ct[..]).unwrap();
+        e.add(cpath.to_vec(), Item::File { meta, staged });
+    }
+
+    /// Which files need the rule on split hard links: not one whose ID another of its
+    /// names owns (a walk may meet any name first), but one whose ID belongs to a path
+    /// the walk did not see as a name of it. With that path's file (identical
+    /// ciphertext) found, it is a split copy; without, it was moved.
+    #[test]
+    fn foreign_file_ids_and_their_owners() {
+        let ids = |owner_found: bool| {
+            let w = Discard::new();
+            let e = engine(&w);
+            file(&e, b"own", b"own", b"evidence: reverse-made");
+            file(&e, b"linked", b"other-name", b"hard link met first");
+            e.add(
+                b"other-name".to_vec(),
+                Item::Link {
+                    target: b"linked".to_vec(),
+                },
+            );
+            file(&e, b"split", b"owner", b"split copy");
+            let missing = e.missing_homes();
+            assert_eq!(missing, HashSet::from([verdict::reverse_file_id(b"owner")]));
+            if owner_found {
+                let mut ct = Vec::new();
+                crate::format::content::FileEncryptor::new(&e.keys.content)
+                    .encrypt(
+                        &crate::format::content::FileIvs::for_path(b"owner"),
+                        &mut &b"split copy"[..],
+                        &mut ct,
+                    )
+                    .unwrap();
+                let (id, fp) = crate::format::content::fingerprint(
+                    &mut &ct[..],
+                    crate::format::content::Aead::Siv,
+                )
+                .unwrap()
+                .unwrap();
+                e.add_home(b"owner".to_vec(), id, fp);
+                assert!(e.missing_homes().is_empty());
+            }
+            e.finish().unwrap()
+        };
+        let s = ids(false);
+        assert_eq!(
+            (s.layout, s.integrity_errors, s.rejoined),
+            (Layout::Reverse, 1, 0)
+        );
+        let s = ids(true);
+        assert_eq!(
+            (s.integrity_errors, s.rejoined, s.files, s.hard_links),
+            (0, 1, 3, 1)
+        );
     }
 
     #[test]
