@@ -1,9 +1,12 @@
 //! cryptbak: the `gocryptfs -reverse` view of a directory, without FUSE.
 //!
-//! The library computes what a reverse mount would show ([`view`]), writes it into a
-//! destination ([`sink`]) with a parallel walk ([`walk`]), and reads backups back
-//! ([`restore`], [`verify`]). The format's pure crypto and path math is in [`mod@format`]
-//! (config, keys, path IVs, names, contents, and [`format::Cryptor`], the one key bundle).
+//! The library computes what a reverse mount would show ([`view`], pure), walks the
+//! source and decides every change once ([`export`], the one export driver), and hands
+//! the result to a destination ([`sink`]: a directory or a tar stream). All filesystem
+//! access below the roots a user names goes through directory handles ([`fs`]). The
+//! format's pure crypto and path math live in [`mod@format`] (config, keys, path IVs,
+//! names, contents, and [`format::Cryptor`], the one key bundle). Backups are read back
+//! by one reader ([`backup`]) for [`restore`], [`verify`], `ls` and the path tools.
 //! It never prints: problems and progress go through [`progress::Progress`].
 
 pub mod backup;
@@ -11,17 +14,16 @@ pub mod cancel;
 pub mod cpath;
 pub mod error;
 pub mod exclude;
+pub mod export;
 pub mod format;
+pub mod fs;
 pub mod meter;
 pub mod progress;
 pub mod restore;
 pub mod sink;
 pub mod smallfile;
-pub mod stream;
-pub mod sync;
 pub mod verify;
 pub mod view;
-pub mod walk;
 
 pub use error::{Error, Result};
 

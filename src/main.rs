@@ -8,6 +8,8 @@ use cli::args::{normalize_gocryptfs_style, Cli, Cmd};
 use cli::{commands, exit, report, restore};
 
 fn main() -> ExitCode {
+    // Before any key or password is in memory: no core dumps, no ptrace.
+    cryptbak::fs::process::harden();
     let args = normalize_gocryptfs_style(std::env::args_os());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,

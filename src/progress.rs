@@ -40,10 +40,11 @@ pub trait Progress: Sync {
     /// Something about one entry the user may want to know, not a problem (a setuid bit
     /// a restore left out): shown with `-v` only, never counted as a warning.
     fn detail(&self, _detail: &Problem) {}
-    /// One entry of the output was completed; `bytes` is what was written for it.
-    fn entry_done(&self, _cpath: &[u8], _bytes: u64) {}
+    /// One entry of the output was completed (`shown`: its path as a person knows it);
+    /// `bytes` is what was written for it.
+    fn entry_done(&self, _shown: &std::path::Path, _bytes: u64) {}
     /// An entry of the destination was (or, in a dry run, would be) changed.
-    fn change(&self, _change: &crate::sync::Change) {}
+    fn change(&self, _change: &crate::export::plan::Change) {}
 }
 
 /// Reports nothing.

@@ -1,23 +1,20 @@
 //! The heart of cryptbak: for a plaintext tree, what would `gocryptfs -reverse` show?
 //!
-//! `View::list` turns one plaintext directory into the ciphertext entries of its view
-//! directory, virtual files included (FORMAT.md §1, §5, §7, §12). It decides names,
-//! metadata and sizes; `View::write_content` produces the bytes. Where the entries go
-//! is the sinks' business.
+//! [`View::listing`] turns one plaintext directory (its children's names and `lstat`
+//! data, gathered by the export driver through directory handles) into the ciphertext
+//! entries of its view directory, virtual files included (FORMAT.md §1, §5, §7, §12).
+//! It decides names, metadata, sizes and IVs, and reads nothing: producing bytes and
+//! placing them is the driver's and the sinks' business.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use crate::content::{self, FileEncryptor, FileIvs};
+use crate::content;
 use crate::cpath;
 use crate::cryptor::Cryptor;
-use crate::error::{Error, IoContext, Result};
-use crate::exclude::{self, Selection};
+use crate::exclude::Selection;
 use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX, REVERSE_CONF_NAME};
 use crate::pathiv::{self, Purpose};
 use crate::progress::Problem;
@@ -40,10 +37,35 @@ pub enum ViewVersion {
     V2_5,
 }
 
+impl ViewVersion {
+    /// What `export` writes without `--compat`: the view of current gocryptfs (Debian 13
+    /// and unstable, Arch and Fedora ship 2.5 or later).
+    pub const DEFAULT: ViewVersion = ViewVersion::V2_5;
+
+    /// The name `--compat` gives it: the first release that shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewVersion::V2_3 => "2.3",
+            ViewVersion::V2_5 => "2.5",
+        }
+    }
+}
+
+/// The config file shown as the root `gocryptfs.conf`: the bytes unlock read, and the
+/// attributes of the handle they were read from (`stat`, following a symlink, as gocryptfs
+/// does). Read once, so what is shown is what unlocked the key, whatever the name
+/// points to later.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub bytes: Arc<Vec<u8>>,
+    pub meta: Meta,
+}
+
 #[derive(Clone, Debug)]
 pub struct ViewOptions {
-    /// Show the root `.gocryptfs.reverse.conf` as `gocryptfs.conf` (off with `--config`).
-    pub config_in_root: bool,
+    /// Shown as the root `gocryptfs.conf` in place of `.gocryptfs.reverse.conf` (`None`
+    /// with `--config`, or when the key came from `--masterkey` and there is no config).
+    pub config: Option<ConfigFile>,
     pub version: ViewVersion,
     /// What is left out: excludes, `--one-file-system`, tag files (docs/exclude.md).
     /// `Selection::default()` shows everything.
@@ -75,7 +97,8 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn from_fs(m: &fs::Metadata) -> Meta {
+    pub fn from_fs(m: &std::fs::Metadata) -> Meta {
+        use std::os::unix::fs::MetadataExt;
         Meta {
             mode: m.mode(),
             uid: m.uid(),
@@ -93,6 +116,38 @@ impl Meta {
             ino: m.ino(),
             nlink: m.nlink(),
             rdev: m.rdev(),
+        }
+    }
+
+    /// From a `stat` result (an `lstat` of a listed name, or an `fstat` of a handle).
+    #[allow(clippy::unnecessary_cast)] // field types differ between architectures
+    pub fn from_stat(st: &rustix::fs::Stat) -> Meta {
+        Meta {
+            mode: st.st_mode as u32,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            size: st.st_size as u64,
+            atime: Time {
+                sec: st.st_atime as i64,
+                nsec: st.st_atime_nsec as u32,
+            },
+            mtime: Time {
+                sec: st.st_mtime as i64,
+                nsec: st.st_mtime_nsec as u32,
+            },
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            rdev: st.st_rdev as u64,
+        }
+    }
+
+    /// Which inode this is, to check that a handle opened later is the listed entry.
+    pub fn identity(&self) -> crate::fs::Identity {
+        crate::fs::Identity {
+            file_type: self.file_type(),
+            dev: self.dev,
+            ino: self.ino,
         }
     }
 
@@ -137,15 +192,16 @@ pub enum Payload {
     DirIv([u8; 16]),
     /// A `gocryptfs.longname.*.name` file holding the full encrypted name.
     LongName(Vec<u8>),
-    /// The root `gocryptfs.conf`: the bytes of `.gocryptfs.reverse.conf`.
-    Config,
+    /// The root `gocryptfs.conf`: the bytes of `.gocryptfs.reverse.conf` unlock read.
+    Config(Arc<Vec<u8>>),
 }
 
 #[derive(Clone, Debug)]
 pub struct Entry {
     /// Path in the view, `/`-separated, empty for the root.
     pub cpath: Vec<u8>,
-    /// The plaintext path this entry is derived from.
+    /// The plaintext path this entry is derived from, for messages (nothing opens it:
+    /// the driver reaches the source through directory handles).
     pub source: PathBuf,
     pub meta: Meta,
     pub payload: Payload,
@@ -154,6 +210,14 @@ pub struct Entry {
 impl Entry {
     pub fn is_dir(&self) -> bool {
         matches!(self.payload, Payload::Dir { .. })
+    }
+
+    /// The name of the plaintext entry in its directory (the root's own name for the root).
+    pub fn source_name(&self) -> &[u8] {
+        self.source
+            .file_name()
+            .map(OsStrExt::as_bytes)
+            .unwrap_or(b"")
     }
 
     /// Number of path components (0 for the root).
@@ -166,8 +230,18 @@ impl Entry {
     }
 }
 
+/// One plaintext child of a directory as the driver found it through the directory's
+/// handle: its `lstat`, and its target when it is a symlink.
+#[derive(Clone, Debug)]
+pub struct PlainChild {
+    pub name: OsString,
+    pub meta: Meta,
+    pub link_target: Option<Vec<u8>>,
+}
+
 /// One view directory's entries, in a fixed order: `gocryptfs.diriv` first, then the
 /// entries by plaintext name (bytewise), each long-named one preceded by its `.name` file.
+#[derive(Debug, Default)]
 pub struct Listing {
     pub entries: Vec<Entry>,
     pub problems: Vec<Problem>,
@@ -183,17 +257,19 @@ pub struct View {
     root: PathBuf,
     cryptor: Cryptor,
     opts: ViewOptions,
-    /// `st_dev` of the root, for `--one-file-system`; set by the first `root_entry`.
-    root_dev: OnceLock<u64>,
+    /// `st_dev` of the root, for `--one-file-system`.
+    root_dev: u64,
 }
 
 impl View {
-    pub fn new(root: PathBuf, cryptor: Cryptor, opts: ViewOptions) -> View {
+    /// The view of the tree whose root directory has the attributes `root_meta` (from
+    /// the root handle). `root` names it in messages.
+    pub fn new(root: PathBuf, root_meta: &Meta, cryptor: Cryptor, opts: ViewOptions) -> View {
         View {
             root,
             cryptor,
             opts,
-            root_dev: OnceLock::new(),
+            root_dev: root_meta.dev,
         }
     }
 
@@ -205,120 +281,162 @@ impl View {
         &self.root
     }
 
-    pub fn root_entry(&self) -> Result<Entry> {
-        // The root is given by the user, so a symlink to a directory is followed.
-        let m = fs::metadata(&self.root).at(&self.root)?;
-        if !m.is_dir() {
-            return Err(Error::invalid(&self.root, "not a directory"));
-        }
-        let _ = self.root_dev.set(m.dev());
-        Ok(Entry {
+    pub fn selection(&self) -> &Selection {
+        &self.opts.selection
+    }
+
+    /// The plaintext path of an entry relative to the root (for what a person reads).
+    pub fn relative<'a>(&self, e: &'a Entry) -> &'a Path {
+        e.source.strip_prefix(&self.root).unwrap_or(Path::new(""))
+    }
+
+    pub fn root_entry(&self, meta: Meta) -> Entry {
+        Entry {
             cpath: Vec::new(),
             source: self.root.clone(),
-            meta: Meta::from_fs(&m),
+            meta,
             payload: Payload::Dir {
                 dir_iv: self.cryptor.reverse_dir_iv(b""),
             },
-        })
+        }
     }
 
-    /// Read one plaintext directory and return its view directory's entries.
-    pub fn list(&self, dir: &Entry) -> Result<Listing> {
+    /// Whether `dir` is shown empty because it lies on another filesystem than the root
+    /// (`--one-file-system`; FORMAT.md §18): it keeps its attributes and its diriv.
+    pub fn shows_empty(&self, dir: &Entry) -> bool {
+        self.opts.selection.one_file_system && dir.meta.dev != self.root_dev
+    }
+
+    /// Drop the names of `dir` the selection leaves out (docs/exclude.md), so that an
+    /// excluded directory is never listed or descended into and an excluded long name
+    /// never gets a `.name` file. `is_tag(name)` tells whether a name is a tag file that
+    /// empties its directory (`--exclude-caches`, `--exclude-if-present`); it is only
+    /// asked about candidate names. The config mapped to `gocryptfs.conf` is always
+    /// kept: without it the backup cannot be opened (gocryptfs 2.3 hides it when a
+    /// pattern matches it, gocryptfs#686).
+    pub fn select(&self, dir: &Entry, names: &mut Vec<OsString>, is_tag: impl Fn(&OsStr) -> bool) {
+        let sel = &self.opts.selection;
+        if sel.is_everything() {
+            return;
+        }
+        let config_here = dir.cpath.is_empty() && self.opts.config.is_some();
+        let is_config = |n: &OsString| config_here && n == REVERSE_CONF_NAME;
+        if sel.has_tags() {
+            let tags: Vec<OsString> = names
+                .iter()
+                .filter(|n| self.may_be_tag(n) && is_tag(n))
+                .cloned()
+                .collect();
+            if !tags.is_empty() {
+                // Like tar --exclude-caches / --exclude-tag: the directory and the tag
+                // files stay, everything else inside goes.
+                names.retain(|n| tags.contains(n) || is_config(n));
+            }
+        }
+        if !sel.excludes.is_empty() {
+            // Matching runs on the plaintext path relative to the root (FORMAT.md §14).
+            let mut rel: Vec<u8> = self.relative(dir).as_os_str().as_bytes().to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            let prefix = rel.len();
+            names.retain(|n| {
+                rel.truncate(prefix);
+                rel.extend_from_slice(n.as_bytes());
+                is_config(n) || !sel.excludes.is_excluded(&rel)
+            });
+        }
+    }
+
+    /// Whether `name` could be a tag file; the caller then looks at the file.
+    fn may_be_tag(&self, name: &OsStr) -> bool {
+        let sel = &self.opts.selection;
+        sel.exclude_if_present.iter().any(|t| t == name)
+            || (sel.exclude_caches && name == crate::exclude::CACHEDIR_TAG_NAME)
+    }
+
+    /// Whether a tag file named `name` needs its content checked (a `CACHEDIR.TAG` must
+    /// start with the signature; an `--exclude-if-present` name counts as it is).
+    pub fn tag_needs_signature(&self, name: &OsStr) -> bool {
+        !self
+            .opts
+            .selection
+            .exclude_if_present
+            .iter()
+            .any(|t| t == name)
+    }
+
+    /// The view directory of the plaintext directory `dir`, from its selected children
+    /// (each with what the driver found, or the problem it met). `complete` is false when
+    /// the directory could not be listed in full.
+    pub fn listing(
+        &self,
+        dir: &Entry,
+        children: Vec<(OsString, std::result::Result<PlainChild, Problem>)>,
+        complete: bool,
+    ) -> Listing {
         let Payload::Dir { dir_iv } = dir.payload else {
-            return Err(Error::invalid(&dir.source, "not a directory"));
+            return Listing {
+                problems: vec![Problem::error(&dir.source, "not a directory")],
+                ..Listing::default()
+            };
         };
-        let mut problems = Vec::new();
-        let mut protected = Vec::new();
-        let mut complete = true;
+        let mut out = Listing {
+            complete,
+            ..Listing::default()
+        };
         let version = self.opts.version;
-        let mut entries = Vec::new();
         if self.cryptor.has_diriv_files() {
-            entries.push(Entry {
+            out.entries.push(Entry {
                 cpath: cpath::join(&dir.cpath, DIRIV_NAME.as_bytes()),
                 source: dir.source.clone(),
                 meta: dir.meta.virtual_file(16, version),
                 payload: Payload::DirIv(dir_iv),
             });
         }
-        if self.opts.selection.one_file_system && dir.meta.dev != self.root_dev()? {
-            // A directory on another filesystem is shown empty, with its own attributes
-            // and its gocryptfs.diriv (FORMAT.md §18, gocryptfs `Readdir`).
-            return Ok(Listing {
-                entries,
-                problems,
-                protected,
-                complete,
-            });
-        }
-        let mut names: Vec<OsString> = Vec::new();
-        for item in fs::read_dir(&dir.source).at(&dir.source)? {
-            match item {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => {
-                    complete = false;
-                    problems.push(Problem::error(
-                        &dir.source,
-                        format!("cannot list directory: {e}"),
-                    ));
-                }
-            }
-        }
-        // getdents order differs between filesystems; a fixed order keeps output reproducible.
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-
         let is_root = dir.cpath.is_empty();
-        entries.reserve(names.len());
-        let config_here = is_root && self.opts.config_in_root;
-        let reverse_conf_present = config_here && names.iter().any(|n| n == REVERSE_CONF_NAME);
-        if !self.opts.selection.is_everything() {
-            self.select(dir, &mut names, config_here);
-        }
-        for name in names {
+        let config = self.opts.config.as_ref().filter(|_| is_root);
+        let reverse_conf_present =
+            config.is_some() && children.iter().any(|(n, _)| n == REVERSE_CONF_NAME);
+        out.entries.reserve(children.len());
+        for (name, child) in children {
             let source = dir.source.join(&name);
-            if config_here && name == REVERSE_CONF_NAME {
-                // Shown with the attributes of the file it points to (stat, not lstat).
-                match fs::metadata(&source) {
-                    Ok(m) => entries.push(Entry {
-                        cpath: CONF_NAME.as_bytes().to_vec(),
-                        source,
-                        meta: Meta::from_fs(&m),
-                        payload: Payload::Config,
-                    }),
-                    Err(e) => {
-                        problems.push(Problem::error(&source, format!("cannot read config: {e}")))
-                    }
-                }
+            if let Some(conf) = config.filter(|_| name == REVERSE_CONF_NAME) {
+                // Shown with the attributes of the file unlock read (stat, not lstat).
+                out.entries.push(Entry {
+                    cpath: CONF_NAME.as_bytes().to_vec(),
+                    source,
+                    meta: conf.meta.clone(),
+                    payload: Payload::Config(Arc::clone(&conf.bytes)),
+                });
                 continue;
             }
             if self.cryptor.names.is_none() && reverse_conf_present && name == CONF_NAME {
-                problems.push(Problem::error(
+                out.problems.push(Problem::error(
                     &source,
                     "with plaintext names this file clashes with the view's gocryptfs.conf; gocryptfs hides it too, so it is not backed up (rename it)",
                 ));
                 continue;
             }
             let (shown_name, full_cname) = self.shown_name(&dir_iv, &name);
-            match self.child_entries(dir, &shown_name, full_cname.as_deref(), source) {
-                Ok(mut es) => entries.append(&mut es),
+            match child.and_then(|c| {
+                self.child_entries(dir, &shown_name, full_cname.as_deref(), source, c)
+            }) {
+                Ok(mut es) => out.entries.append(&mut es),
                 Err(p) => {
                     if p.severity == crate::progress::Severity::Error {
                         if full_cname.is_some() {
                             let mut n = shown_name.clone();
                             n.extend_from_slice(LONGNAME_SUFFIX.as_bytes());
-                            protected.push(n);
+                            out.protected.push(n);
                         }
-                        protected.push(shown_name);
+                        out.protected.push(shown_name);
                     }
-                    problems.push(p);
+                    out.problems.push(p);
                 }
             }
         }
-        Ok(Listing {
-            entries,
-            problems,
-            protected,
-            complete,
-        })
+        out
     }
 
     /// The name a plaintext child has in the view, and its full encrypted name when the
@@ -337,109 +455,31 @@ impl View {
         }
     }
 
-    /// The entry again, from a fresh `lstat` of its source (a file that changed while
-    /// it was being read is written again with what it is now).
-    pub fn refresh(&self, e: &Entry) -> Result<Entry> {
-        let m = fs::symlink_metadata(&e.source).at(&e.source)?;
-        let Payload::File { iv_path, .. } = &e.payload else {
-            return Ok(e.clone());
-        };
-        if !m.is_file() {
-            return Err(Error::invalid(
+    /// The entry of a regular file again, from a fresh `lstat` (a file that changed while
+    /// it was read is written again with what it is now).
+    pub fn refreshed_file(&self, e: &Entry, meta: Meta) -> std::result::Result<Entry, Problem> {
+        if meta.file_type() != S_IFREG {
+            return Err(Problem::error(
                 &e.source,
-                "was replaced by something that is not a regular file",
+                "was replaced by something that is not a regular file while the backup ran",
             ));
         }
-        let mut meta = Meta::from_fs(&m);
+        let mut meta = meta;
         let plain_size = meta.size;
         meta.size = content::cipher_size(plain_size);
+        let iv_path = match &e.payload {
+            Payload::File { iv_path, .. } => iv_path.clone(),
+            _ => e.cpath.clone(),
+        };
         Ok(Entry {
             cpath: e.cpath.clone(),
             source: e.source.clone(),
             meta,
             payload: Payload::File {
                 plain_size,
-                iv_path: iv_path.clone(),
+                iv_path,
             },
         })
-    }
-
-    fn root_dev(&self) -> Result<u64> {
-        if let Some(&d) = self.root_dev.get() {
-            return Ok(d);
-        }
-        let d = fs::metadata(&self.root).at(&self.root)?.dev();
-        Ok(*self.root_dev.get_or_init(|| d))
-    }
-
-    /// Drop the names of `dir` the selection leaves out (docs/exclude.md). Excluded
-    /// entries never reach `child_entries`, so an excluded directory is never listed or
-    /// descended into, and an excluded long name never gets a `.name` file. The config
-    /// mapped to `gocryptfs.conf` is always kept: without it the backup cannot be opened
-    /// (gocryptfs 2.3 hides it when a pattern matches it, gocryptfs#686).
-    fn select(&self, dir: &Entry, names: &mut Vec<OsString>, config_here: bool) {
-        let sel = &self.opts.selection;
-        let is_config = |n: &OsString| config_here && n == REVERSE_CONF_NAME;
-        if sel.has_tags() {
-            let tags: Vec<OsString> = names
-                .iter()
-                .filter(|n| self.is_tag(dir, n))
-                .cloned()
-                .collect();
-            if !tags.is_empty() {
-                // Like tar --exclude-caches / --exclude-tag: the directory and the tag
-                // files stay, everything else inside goes.
-                names.retain(|n| tags.contains(n) || is_config(n));
-            }
-        }
-        if !sel.excludes.is_empty() {
-            // Matching runs on the plaintext path relative to the root (FORMAT.md §14).
-            let mut rel: Vec<u8> = dir
-                .source
-                .strip_prefix(&self.root)
-                .unwrap_or(Path::new(""))
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            if !rel.is_empty() {
-                rel.push(b'/');
-            }
-            let prefix = rel.len();
-            names.retain(|n| {
-                rel.truncate(prefix);
-                rel.extend_from_slice(n.as_bytes());
-                is_config(n) || !sel.excludes.is_excluded(&rel)
-            });
-        }
-    }
-
-    /// Whether `name` in `dir` is a tag file that empties its directory: any entry with
-    /// an `--exclude-if-present` name, or a regular `CACHEDIR.TAG` (not followed if it is
-    /// a symlink) starting with the signature.
-    fn is_tag(&self, dir: &Entry, name: &OsStr) -> bool {
-        let sel = &self.opts.selection;
-        if sel.exclude_if_present.iter().any(|t| t == name) {
-            return true;
-        }
-        if !sel.exclude_caches || name != exclude::CACHEDIR_TAG_NAME {
-            return false;
-        }
-        let path = dir.source.join(name);
-        let Ok(f) = File::options()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(&path)
-        else {
-            return false;
-        };
-        if !f.metadata().is_ok_and(|m| m.is_file()) {
-            return false;
-        }
-        let mut head = Vec::with_capacity(exclude::CACHEDIR_SIGNATURE.len());
-        let _ = (&f)
-            .take(exclude::CACHEDIR_SIGNATURE.len() as u64)
-            .read_to_end(&mut head);
-        exclude::is_cachedir_signature(&head)
     }
 
     /// The entry for one plaintext child (preceded by its `.name` file when long-named).
@@ -449,10 +489,9 @@ impl View {
         shown_name: &[u8],
         full_cname: Option<&str>,
         source: PathBuf,
+        child: PlainChild,
     ) -> std::result::Result<Vec<Entry>, Problem> {
-        let lmeta = fs::symlink_metadata(&source)
-            .map_err(|e| Problem::error(&source, format!("cannot stat: {e}")))?;
-        let mut meta = Meta::from_fs(&lmeta);
+        let mut meta = child.meta;
         let ftype = meta.file_type();
         if ftype == S_IFSOCK {
             return Err(Problem::warning(
@@ -476,9 +515,10 @@ impl View {
                 }
             }
             S_IFLNK => {
-                let target = fs::read_link(&source)
-                    .map_err(|e| Problem::error(&source, format!("cannot read symlink: {e}")))?;
-                let shown = self.encrypt_symlink_target(&cpath, target.as_os_str().as_bytes());
+                let Some(target) = child.link_target else {
+                    return Err(Problem::error(&source, "cannot read symlink"));
+                };
+                let shown = self.encrypt_symlink_target(&cpath, &target);
                 if self.cryptor.names.is_some() && shown.len() > MAX_SHOWN_SYMLINK_TARGET {
                     return Err(Problem::error(
                         &source,
@@ -524,76 +564,17 @@ impl View {
         let blob = content::seal_symlink(&self.cryptor.content, &nonce, target);
         codec.b64_encode(&blob).into_bytes()
     }
+}
 
-    /// Write the bytes of a file-like entry; returns the number of plaintext bytes read
-    /// (for regular files, to detect files that changed while being read).
-    pub fn write_content(
-        &self,
-        e: &Entry,
-        enc: &mut FileEncryptor,
-        out: &mut dyn Write,
-    ) -> Result<u64> {
-        match &e.payload {
-            Payload::File { iv_path, .. } => {
-                let mut src = File::options()
-                    .read(true)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&e.source)
-                    .at(&e.source)?;
-                let ivs = FileIvs::for_path(iv_path);
-                let mut dst = WatchedWriter {
-                    inner: out,
-                    failed: false,
-                };
-                enc.encrypt(&ivs, &mut src, &mut dst).map_err(|err| {
-                    if dst.failed {
-                        Error::io(Path::new(OsStr::from_bytes(&e.cpath)), err)
-                    } else {
-                        Error::io(&e.source, err)
-                    }
-                })
-            }
-            Payload::DirIv(iv) => write_all(out, iv, e),
-            Payload::LongName(cname) => write_all(out, cname, e),
-            Payload::Config => {
-                let bytes = fs::read(&e.source).at(&e.source)?;
-                write_all(out, &bytes, e)
-            }
-            Payload::Dir { .. } | Payload::Symlink { .. } | Payload::Special => Ok(0),
+impl Payload {
+    /// The bytes of a virtual file (diriv, `.name`, config); `None` for entries whose
+    /// content is read from the source or that have none.
+    pub fn virtual_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Payload::DirIv(iv) => Some(iv),
+            Payload::LongName(cname) => Some(cname),
+            Payload::Config(bytes) => Some(bytes),
+            _ => None,
         }
-    }
-}
-
-fn write_all(out: &mut dyn Write, bytes: &[u8], e: &Entry) -> Result<u64> {
-    out.write_all(bytes)
-        .map_err(|err| Error::io(Path::new(OsStr::from_bytes(&e.cpath)), err))?;
-    Ok(bytes.len() as u64)
-}
-
-/// Remembers whether an I/O error came from the destination, so the message can blame
-/// the right file (an unreadable source versus a full disk). The tar stream uses it to
-/// tell a fatal output error from a source error.
-pub(crate) struct WatchedWriter<'a> {
-    pub(crate) inner: &'a mut dyn Write,
-    pub(crate) failed: bool,
-}
-
-impl Write for WatchedWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::cancel::io_check()?;
-        let n = self.inner.write(buf).inspect_err(|_| self.failed = true)?;
-        crate::meter::add(n);
-        Ok(n)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        crate::cancel::io_check()?;
-        self.inner
-            .write_all(buf)
-            .inspect_err(|_| self.failed = true)?;
-        crate::meter::add(buf.len());
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }

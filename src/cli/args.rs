@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use cryptbak::view::ViewVersion;
+
 use super::password::MasterKeyArg;
 
 #[derive(Parser, Debug)]
@@ -34,7 +36,7 @@ pub enum Cmd {
     Ls(LsArgs),
     /// Authenticate every block, name and symlink of a backup without writing plaintext; with --source, also compare it with the source
     Verify(VerifyArgs),
-    /// Show a config's settings and scrypt cost (no secrets; no password needed)
+    /// Show a config's settings, scrypt cost, which program wrote it and which view export writes for it (no secrets; no password needed)
     Info(InfoArgs),
     /// Print the view path (ciphertext path) of a plaintext path, like gocryptfs's EncryptPath
     EncryptPath(EncryptPathArgs),
@@ -85,8 +87,8 @@ pub struct InitArgs {
     #[command(flatten)]
     pub password: PasswordArgs,
 
-    /// scrypt cost as log2(N), 10..=28; higher is slower to unlock and harder to brute-force
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u8).range(10..=28))]
+    /// scrypt cost as log2(N), 10..=22 (22 needs 4 GiB and several seconds to unlock, the most cryptbak and restore accept); higher is slower to unlock and harder to brute-force
+    #[arg(long, value_name = "N", default_value_t = cryptbak::config::DEFAULT_LOG_N, value_parser = clap::value_parser!(u8).range(cryptbak::config::MIN_LOG_N as i64..=cryptbak::config::MAX_LOG_N_INIT as i64))]
     pub scryptn: u8,
 
     /// Encrypt names without per-directory IVs: no gocryptfs.diriv files, same name gives same ciphertext everywhere
@@ -105,7 +107,11 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Print less
+    /// Write the master key to FILE (mode 0400, never over an existing file) instead of printing it
+    #[arg(long, value_name = "FILE")]
+    pub masterkey_file: Option<PathBuf>,
+
+    /// Print nothing, not even the master key
     #[arg(short, long)]
     pub quiet: bool,
 
@@ -144,16 +150,30 @@ pub struct DecryptPathArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// Which gocryptfs release's view to reproduce where releases differ.
+/// Which gocryptfs release's view to reproduce where releases differ (FORMAT.md §21: only
+/// the virtual files' times differ; the default is current gocryptfs).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compat {
-    /// gocryptfs 2.3 and 2.4 (Debian 12, Ubuntu 22.04–24.04): virtual files keep their source's mtime
+    /// gocryptfs 2.3 and 2.4 (Debian 12, Ubuntu 22.04–24.04): gocryptfs.diriv and .name files show their source's mtime
     #[value(name = "2.3")]
     V2_3,
-    /// gocryptfs 2.5 and later: gocryptfs.diriv and .name files show mtime + 10 s
+    /// gocryptfs 2.5 and later (Debian 13 and unstable, Arch, Fedora): gocryptfs.diriv and .name files show their source's mtime + 10 s
     #[value(name = "2.5")]
     V2_5,
 }
+
+/// Shown under `--compat` of every command that writes or recomputes a view.
+const COMPAT_HELP: &str = "Which gocryptfs release's reverse view to reproduce where releases \
+differ. Only the times of the virtual files differ: gocryptfs 2.5 and later show \
+gocryptfs.diriv and gocryptfs.longname.*.name with their source's mtime + 10 s (so that rsync \
+copies them again), gocryptfs 2.3 and 2.4 show the source's mtime unchanged. Names and \
+contents are identical either way.\n\n\
+The default, 2.5, is what current gocryptfs shows (Debian 13 and unstable, Arch, Fedora). \
+Pick 2.3 to match a gocryptfs 2.3 or 2.4 reverse mount (Debian 12, Ubuntu 22.04 to 24.04), \
+for example when DEST is a tree that was rsynced from such a mount and both are still in \
+use. Switching either way is harmless: the next export rewrites only the virtual files \
+(16 bytes per directory, plus one small file per long name), and rsync sends them once \
+more. `cryptbak info` shows which release created a config.";
 
 /// What goes into the backup. Flatten this into every command that exports a view, so
 /// all of them select the same way.
@@ -204,8 +224,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 
-    /// Reproduce the view of this gocryptfs version where versions differ
-    #[arg(long, value_enum, default_value = "2.3")]
+    /// Reproduce the view of this gocryptfs release where releases differ (2.5: 2.5 and later; 2.3: 2.3 and 2.4)
+    #[arg(long, value_enum, default_value = ViewVersion::DEFAULT.name(), long_help = COMPAT_HELP)]
     pub compat: Compat,
 
     /// Number of worker threads (default: one per core)
@@ -227,6 +247,10 @@ pub struct ExportArgs {
     /// Delete nothing (and say so) if more than N entries would be deleted
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
+
+    /// Do not flush DEST's filesystem to disk (syncfs) before deleting stale entries and before reporting success; faster on slow disks, but a power cut right after the run may lose what it wrote
+    #[arg(long)]
+    pub no_sync: bool,
 
     /// List every change, rsync --itemize-changes style, on stdout
     #[arg(short, long)]
@@ -255,7 +279,7 @@ pub struct ExportArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "verbose", "json"],
+        conflicts_with_all = ["dry_run", "checksum", "no_delete", "max_delete", "no_sync", "verbose", "json"],
         long_help = "Write the encrypted view as one POSIX (pax) tar archive to FILE, or to standard \
 output with `-`, instead of into a directory DEST; nothing is stored anywhere else. Extracting it \
 (GNU tar or bsdtar, as root) gives exactly the tree `cryptbak export SRC DEST` writes, and a plain \
@@ -424,8 +448,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "SRC")]
     pub source: Option<PathBuf>,
 
-    /// With --source: reproduce the view of this gocryptfs version (as given to export)
-    #[arg(long, value_enum, default_value = "2.3", requires = "source")]
+    /// With --source: reproduce the view of this gocryptfs release (as given to export)
+    #[arg(
+        long,
+        value_enum,
+        default_value = ViewVersion::DEFAULT.name(),
+        requires = "source",
+        long_help = COMPAT_HELP
+    )]
     pub compat: Compat,
 
     /// The backup was made by cryptbak export or gocryptfs -reverse: require every IV to match its path, even where auto-detection cannot tell (implied by --source)

@@ -1,24 +1,25 @@
 //! The subcommands: turn parsed arguments into library calls.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use cryptbak::config::MAX_CONFIG_LEN;
 use cryptbak::config::{Config, Format, InitOptions};
-use cryptbak::cryptor::Cryptor;
 use cryptbak::exclude::{Excludes, Selection};
+use cryptbak::export::{export_tree, Summary, TreeOptions};
+use cryptbak::fs::lock::RunLock;
+use cryptbak::fs::Dir;
 use cryptbak::keys::MasterKey;
 use cryptbak::names::REVERSE_CONF_NAME;
-use cryptbak::sink::dir::{DestLock, DirOptions, DirSink};
-use cryptbak::sync;
-use cryptbak::view::{View, ViewOptions, ViewVersion};
-use cryptbak::walk::{self, Summary};
+use cryptbak::sink::dir::DirSink;
+use cryptbak::view::Meta;
 use cryptbak::{Error, Result};
 
-use super::args::{Compat, ExportArgs, InitArgs, KeyArgs, PasswordArgs, SelectArgs};
+use super::args::{ExportArgs, InitArgs, KeyArgs, PasswordArgs, SelectArgs};
 use super::exit;
 use super::password::{read_master_key, PasswordSource};
 use super::report::{self, show_path, Output, StderrReport};
+use super::source::{open_dir_arg, open_source};
 
 pub(crate) fn password_source(p: &PasswordArgs, confirm: bool) -> PasswordSource {
     if !p.passfile.is_empty() {
@@ -34,14 +35,17 @@ pub(crate) fn warn_to_stderr(msg: String) {
     report::warn(&msg);
 }
 
+/// What the master key is for, said where it is shown (`gocryptfs -init` says as much).
+const MASTER_KEY_NOTE: &str = "It opens the backup without the password and without the config \
+(cryptbak restore --masterkey, gocryptfs -masterkey): write it down and keep it apart from the \
+backup. It is not shown again.";
+
 pub fn init(a: &InitArgs) -> Result<i32> {
     let path = a
         .config
         .clone()
         .unwrap_or_else(|| a.src.join(REVERSE_CONF_NAME));
-    if !a.src.is_dir() {
-        return Err(Error::invalid(&a.src, "not a directory"));
-    }
+    open_dir_arg(&a.src, "SRC")?;
     if path.symlink_metadata().is_ok() {
         return Err(Error::ConfigExists { path });
     }
@@ -54,18 +58,66 @@ pub fn init(a: &InitArgs) -> Result<i32> {
     };
     let master = MasterKey::generate();
     let cfg = Config::create(&master, &password, &opts);
-    cfg.write_new(&path)?;
+    // The key file first: if it cannot be written, no config exists whose key is lost.
+    let key_file = match &a.masterkey_file {
+        Some(f) => Some(write_key_file(f, &master)?),
+        None => None,
+    };
+    if let Err(e) = cfg.write_new(&path) {
+        if let Some((dir, name)) = &key_file {
+            let _ = dir.unlink_at(name);
+        }
+        return Err(e);
+    }
     if !a.quiet {
         eprintln!("cryptbak: created {}", show_path(&path));
-        if std::io::stderr().is_terminal() {
-            // Shown once, on a terminal only, so it never lands in a cron log.
-            eprintln!(
-                "Your master key is:\n\n    {}\n\nKeep it somewhere safe: with it, the backup can be opened even if the config or the password is lost.",
+        match &a.masterkey_file {
+            Some(f) => eprintln!(
+                "cryptbak: master key written to {} (mode 0400). {MASTER_KEY_NOTE}",
+                show_path(f)
+            ),
+            None => println!(
+                "Your master key is:\n\n    {}\n\n{MASTER_KEY_NOTE}",
                 master.to_grouped_hex().as_str()
-            );
+            ),
         }
     }
     Ok(exit::OK)
+}
+
+/// Write the master key (grouped hex and a newline) to a new file, mode 0400, through
+/// its directory's handle: never over an existing file, never through a symlink.
+fn write_key_file(path: &Path, master: &MasterKey) -> Result<(Dir, Vec<u8>)> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(path, "not a file name"))?
+        .as_bytes()
+        .to_vec();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = open_dir_arg(parent, "the directory of --masterkey-file")?;
+    let mut f = dir.create_new(&name, 0o400).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::invalid(path, "already exists; refusing to overwrite it")
+        } else {
+            Error::io(path, e)
+        }
+    })?;
+    let mut text = master.to_grouped_hex();
+    text.push('\n');
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e));
+    if let Err(e) = written {
+        let _ = dir.unlink_at(&name);
+        return Err(e);
+    }
+    Ok((dir, name))
 }
 
 /// The master key and the format it is used with, from `--masterkey` or config + password.
@@ -80,31 +132,106 @@ pub(crate) struct Unlocked {
 const EXPORT_CONFIG_HINT: &str =
     "no such file (run `cryptbak init` on the source first, or pass --config or --masterkey)";
 
+/// Where a config is read from.
+pub(crate) enum ConfigAt<'a> {
+    /// A path the user gave (or one derived from it for a backup).
+    Path(PathBuf),
+    /// `.gocryptfs.reverse.conf` in the source directory, through its handle; `PathBuf`
+    /// names it in messages.
+    Source(&'a Dir, PathBuf),
+}
+
+/// A config as read: parsed, its bytes, and the attributes of the file they came from
+/// (when read through a handle).
+pub(crate) struct LoadedConfig {
+    pub(crate) config: Config,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) meta: Option<Meta>,
+}
+
+fn load_config(at: &ConfigAt) -> Result<LoadedConfig> {
+    let unreadable = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::ConfigUnreadable { path, source }
+    };
+    let (bytes, meta, path) = match at {
+        // The config of a backup is as untrusted as the rest of it: no FIFO, no huge file.
+        ConfigAt::Path(p) => (
+            cryptbak::smallfile::read(p, MAX_CONFIG_LEN, true).map_err(unreadable(p))?,
+            None,
+            p,
+        ),
+        ConfigAt::Source(dir, shown) => {
+            let (b, st) = dir
+                .read_small_following(REVERSE_CONF_NAME.as_bytes(), MAX_CONFIG_LEN)
+                .map_err(unreadable(shown))?;
+            (b, Some(Meta::from_stat(&st)), shown)
+        }
+    };
+    if bytes.len() > MAX_CONFIG_LEN {
+        return Err(Error::ConfigInvalid {
+            path: path.clone(),
+            msg: "larger than any gocryptfs config".into(),
+        });
+    }
+    let config = Config::parse(&bytes).map_err(|msg| Error::ConfigInvalid {
+        path: path.clone(),
+        msg,
+    })?;
+    Ok(LoadedConfig {
+        config,
+        bytes,
+        meta,
+    })
+}
+
 pub(crate) fn unlock(key: &KeyArgs, default_config: &Path, missing_hint: &str) -> Result<Unlocked> {
-    let config_path = key
-        .config
-        .clone()
-        .unwrap_or_else(|| default_config.to_path_buf());
+    unlock_at(
+        key,
+        ConfigAt::Path(default_config.to_path_buf()),
+        missing_hint,
+    )
+    .map(|(u, _)| u)
+}
+
+/// Unlock the key with `--masterkey`, or with the config (`--config`, else `at`) and the
+/// password. Also returns the config as read, when one was.
+pub(crate) fn unlock_at(
+    key: &KeyArgs,
+    at: ConfigAt,
+    missing_hint: &str,
+) -> Result<(Unlocked, Option<LoadedConfig>)> {
+    let at = match &key.config {
+        Some(p) => ConfigAt::Path(p.clone()),
+        None => at,
+    };
+    let config_path = match &at {
+        ConfigAt::Path(p) | ConfigAt::Source(_, p) => p.clone(),
+    };
     if let Some(hex) = &key.masterkey {
         let master = read_master_key(hex, &mut warn_to_stderr)?;
         // gocryptfs -masterkey reads no config; we still honour its flags when one is there,
         // so the output matches what the password would have given.
-        let (format, from_config) = match Config::load(&config_path) {
-            Ok(cfg) => (cfg.format(), true),
+        let loaded = match load_config(&at) {
+            Ok(l) => Some(l),
             Err(Error::ConfigUnreadable { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                (Format::DEFAULT_REVERSE, false)
+                None
             }
             Err(e) => return Err(e),
         };
-        return Ok(Unlocked {
+        let format = loaded
+            .as_ref()
+            .map_or(Format::DEFAULT_REVERSE, |l| l.config.format());
+        let unlocked = Unlocked {
             master,
             format,
-            from_config,
-        });
+            from_config: loaded.is_some(),
+        };
+        return Ok((unlocked, loaded));
     }
-    let cfg = Config::load(&config_path).map_err(|e| match e {
+    let loaded = load_config(&at).map_err(|e| match e {
         Error::ConfigUnreadable { path, source }
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
@@ -116,14 +243,16 @@ pub(crate) fn unlock(key: &KeyArgs, default_config: &Path, missing_hint: &str) -
         other => other,
     })?;
     let password = password_source(&key.password, false).read(&mut warn_to_stderr)?;
-    let master = cfg
+    let master = loaded
+        .config
         .unlock(&password)
         .ok_or(Error::WrongPassword { path: config_path })?;
-    Ok(Unlocked {
+    let unlocked = Unlocked {
         master,
-        format: cfg.format(),
+        format: loaded.config.format(),
         from_config: true,
-    })
+    };
+    Ok((unlocked, Some(loaded)))
 }
 
 pub(crate) fn set_threads(jobs: Option<usize>) {
@@ -197,10 +326,6 @@ pub fn selection(a: &SelectArgs) -> Result<Selection> {
 
 pub fn export(a: &ExportArgs) -> Result<i32> {
     let started = Instant::now();
-    if !a.src.is_dir() {
-        return Err(Error::invalid(&a.src, "not a directory"));
-    }
-    let selection = selection(&a.select)?;
     if let Some(tar) = &a.tar {
         super::tar::check_output(tar, &a.src)?;
     }
@@ -209,56 +334,43 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
             "DEST must not be inside SRC (or SRC inside DEST)".into(),
         ));
     }
-    let unlocked = unlock(&a.key, &a.src.join(REVERSE_CONF_NAME), EXPORT_CONFIG_HINT)?;
+    let source = open_source(&a.src, &a.key, a.compat, &a.select, EXPORT_CONFIG_HINT)?;
     set_threads(a.jobs);
-    // Reverse mode needs AES-SIV: the library refuses other formats.
-    let cryptor =
-        Cryptor::new(&unlocked.master, unlocked.format).map_err(|e| Error::ConfigUnsupported {
-            path: a
-                .key
-                .config
-                .clone()
-                .unwrap_or_else(|| a.src.join(REVERSE_CONF_NAME)),
-            msg: e.to_string(),
-        })?;
-    drop(unlocked);
-    let opts = ViewOptions {
-        config_in_root: a.key.config.is_none(),
-        version: match a.compat {
-            Compat::V2_3 => ViewVersion::V2_3,
-            Compat::V2_5 => ViewVersion::V2_5,
-        },
-        selection,
-    };
-    let view = View::new(a.src.clone(), cryptor, opts);
+    // Every mode is set explicitly, and special files get theirs at creation.
+    rustix::process::umask(rustix::fs::Mode::empty());
     let Some(dest) = &a.dest else {
         let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
         let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
-        let summary = super::tar::export(&view, tar, &progress);
+        let summary = with_total(&source.view, &source.dir, &progress, || {
+            let dir = source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?;
+            super::tar::export(&source.view, dir, tar, &progress)
+        });
         progress.finish();
         return Ok(super::tar::report(&summary?, tar, a.quiet, started));
     };
 
+    let root = running_as_root();
+    if root {
+        warn_if_shared(dest);
+    }
+    if std::fs::metadata(dest).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::invalid(dest, "DEST is a file, not a directory"));
+    }
     if !a.dry_run {
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
     }
-    let _lock = if dest.exists() {
-        Some(DestLock::acquire(dest)?)
-    } else {
-        None
+    let dest_dir = match open_dir_arg(dest, "DEST") {
+        Ok(d) => Some(d),
+        Err(_) if a.dry_run && !dest.exists() => None,
+        Err(e) => return Err(e),
     };
-    // The config in DEST proves nothing about a key given with --masterkey.
-    sync::check_dest_key(dest, &view, a.key.masterkey.is_none())?;
+    let _lock = dest_dir.as_ref().map(RunLock::acquire).transpose()?;
+    let sink = DirSink::new(dest_dir, dest.clone(), root);
+    sink.check_key(
+        source.view.cryptor(),
+        source.key_config.as_deref().map(Vec::as_slice),
+    )?;
 
-    let sink = DirSink::new(
-        dest.clone(),
-        DirOptions {
-            dry_run: a.dry_run,
-            checksum: a.checksum,
-            delete: !a.no_delete,
-            max_delete: a.max_delete,
-        },
-    );
     let output = if a.json {
         Output::Json
     } else if a.verbose || a.dry_run {
@@ -267,7 +379,25 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
         Output::Quiet
     };
     let progress = StderrReport::new(a.quiet, output, !a.no_progress);
-    let summary = walk::export(&view, &sink, &progress);
+    let opts = TreeOptions {
+        dry_run: a.dry_run,
+        checksum: a.checksum,
+        delete: !a.no_delete,
+        max_delete: a.max_delete,
+        owners: root,
+        sync: !a.no_sync,
+        ..TreeOptions::default()
+    };
+    let summary = with_total(&source.view, &source.dir, &progress, || {
+        export_tree(
+            &source.view,
+            source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?,
+            &sink,
+            &opts,
+            &progress,
+        )
+    });
+    sink.close();
     progress.finish();
     let summary = summary?;
     if a.json {
@@ -282,28 +412,91 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     })
 }
 
+/// Run `work` while, on a terminal, another thread counts the view for the progress
+/// line's total and ETA (the way rsync and restic do): it never delays the export, and
+/// stops when the export is done.
+pub(crate) fn with_total<T: Send>(
+    view: &cryptbak::view::View,
+    src: &Dir,
+    progress: &StderrReport,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    if !progress.shows_progress() {
+        return work();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(size) = cryptbak::export::count(view, src, &stop) {
+                progress.set_total(size);
+            }
+        });
+        let out = work();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    })
+}
+
+pub(crate) fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A root export writes files owned by other users, so DEST and every directory above it
+/// must be changeable by root alone: whoever else can write there can put a symlink or
+/// another directory in DEST's place before the run opens it. A sticky directory such
+/// as /tmp protects what root owns in it, so only its other entries count.
+fn warn_if_shared(dest: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mut p) = dest.canonicalize().or_else(|_| {
+        dest.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+    }) else {
+        return;
+    };
+    // The owner of the entry below `p` on the way to DEST (`None` for DEST itself).
+    let mut child_owner: Option<u32> = None;
+    loop {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            return;
+        };
+        let writable_by_others = m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0);
+        let sticky_protects = m.mode() & 0o1000 != 0 && child_owner == Some(0);
+        if m.uid() != 0 || (writable_by_others && !sticky_protects) {
+            report::warn(&format!(
+                "{} can be changed by users other than root (owner uid {}, mode {:o}): a root export should write to a destination only root can reach, such as a directory under /var/backups",
+                show_path(&p),
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+            return;
+        }
+        child_owner = Some(m.uid());
+        if !p.pop() {
+            return;
+        }
+    }
+}
+
+/// One line, whose numbers add up: every entry of the view is one of the kinds listed,
+/// and was written, updated in place or left unchanged.
 fn print_summary(s: &Summary, started: Instant, dest: &Path, dry_run: bool) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes_read as f64 / 1e6;
     eprintln!(
-        "cryptbak: {}{} files, {} dirs, {} symlinks, {} special, {} hard links in {}: \
-{} written, {} metadata only, {} unchanged, {} deleted; {:.1} MB read, {:.1} MB written, {:.2} s, {:.0} MB/s{}",
+        "cryptbak: {}{} in {}: {} written, {} updated in place, {} unchanged, {} deleted; {:.1} MB written, {:.2} s, {:.0} MB/s{}",
         if dry_run { "DRY RUN, nothing changed: " } else { "" },
-        s.files,
-        s.dirs,
-        s.symlinks,
-        s.specials,
-        s.hard_links,
+        report::export_kinds(s),
         show_path(dest),
         s.written,
         s.metadata_only,
         s.unchanged,
         s.deleted,
-        mb,
         s.bytes_written as f64 / 1e6,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
-        if s.errors > 0 { format!("; {} ERRORS, the backup is incomplete", s.errors) } else { String::new() }
+        report::errors_tail(s.errors, "the backup is incomplete")
     );
 }
 

@@ -4,9 +4,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use cryptbak::backup::paths as pathmap;
-use cryptbak::format::config::{Config, Flag};
+use cryptbak::format::config::{Config, Creator, Flag};
 use cryptbak::format::names::{CONF_NAME, REVERSE_CONF_NAME};
 use cryptbak::format::Cryptor;
+use cryptbak::view::ViewVersion;
 use cryptbak::{Error, Result};
 
 use super::args::{DecryptPathArgs, EncryptPathArgs, InfoArgs};
@@ -54,10 +55,29 @@ pub fn info(a: &InfoArgs) -> Result<i32> {
     };
     let flags: Vec<&str> = cfg.flags().iter().map(|f| f.name()).collect();
     let mem_mib = cfg.scrypt.memory_bytes() / (1 << 20);
+    let creator = cfg.created_by();
+    // The view matters only for configs export can use (reverse mode: AES-SIV).
+    let creator_view = creator.reverse_view();
     if a.json {
+        let (program, version) = match &creator {
+            Creator::Gocryptfs { version } => (
+                Some("gocryptfs"),
+                version.map(|(a, b, c)| format!("{a}.{b}.{c}")),
+            ),
+            Creator::Cryptbak { version } => (Some("cryptbak"), Some(version.clone())),
+            Creator::Other => (None, None),
+        };
+        let view = f.aes_siv.then(|| {
+            serde_json::json!({
+                "default_compat": ViewVersion::DEFAULT.name(),
+                "creator_compat": creator_view.map(ViewVersion::name),
+            })
+        });
         let v = serde_json::json!({
             "config": path.to_string_lossy(),
             "creator": cfg.creator,
+            "created_by": { "program": program, "version": version },
+            "view": view,
             "feature_flags": flags,
             "long_name_max": f.long_name_max,
             "content": content,
@@ -69,6 +89,7 @@ pub fn info(a: &InfoArgs) -> Result<i32> {
     } else {
         println!("config:   {}", sanitize(&path.to_string_lossy()));
         println!("creator:  {}", sanitize(&cfg.creator));
+        println!("view:     {}", view_line(f.aes_siv, &creator, creator_view));
         println!("flags:    {}", flags.join(" "));
         println!("content:  {content}");
         println!("names:    {names}");
@@ -86,6 +107,31 @@ pub fn info(a: &InfoArgs) -> Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// What `export` writes for this config, and which `--compat` matches the reverse mount
+/// of the gocryptfs release that wrote it (the rule is `Creator::reverse_view`).
+fn view_line(aes_siv: bool, creator: &Creator, creator_view: Option<ViewVersion>) -> String {
+    if !aes_siv {
+        return "none: a forward-mode config (export, like gocryptfs -reverse, needs AES-SIV)"
+            .into();
+    }
+    let default = ViewVersion::DEFAULT.name();
+    match (creator, creator_view) {
+        (Creator::Gocryptfs { .. }, Some(v)) if v == ViewVersion::DEFAULT => format!(
+            "export writes the {default} view (the default), which is what this gocryptfs \
+             release shows in reverse mode"
+        ),
+        (Creator::Gocryptfs { .. }, Some(v)) => format!(
+            "export writes the {default} view by default; this gocryptfs release shows the {v} \
+             view: --compat {v} matches its reverse mount",
+            v = v.name()
+        ),
+        _ => format!(
+            "export writes the {default} view by default (gocryptfs 2.5 and later); \
+             --compat 2.3 matches gocryptfs 2.3 and 2.4"
+        ),
+    }
 }
 
 /// The keys of the reverse view (`reverse`, for encrypt-path) or of a backup to read.

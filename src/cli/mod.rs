@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod password;
 pub mod report;
 pub mod restore;
+pub mod source;
 pub mod speed;
 pub mod tar;
 pub mod verify;

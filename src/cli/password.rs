@@ -176,11 +176,11 @@ fn read_key_line() -> Result<Zeroizing<Vec<u8>>> {
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_KEY_LINE));
     let mut b = Zeroizing::new([0u8; 1]);
     while line.len() < MAX_KEY_LINE {
-        match nix::unistd::read(0, &mut b[..]) {
+        match rustix::io::read(rustix::stdio::stdin(), &mut b[..]) {
             Ok(0) => break,
             Ok(_) if b[0] == b'\n' => break,
             Ok(_) => line.push(b[0]),
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(Error::io("stdin", e.into())),
         }
     }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::path::Path;
 
+use cryptbak::export::plan::{Action, Change};
 use cryptbak::meter;
 use cryptbak::progress::{Problem, Progress, Severity};
-use cryptbak::sync::{Action, Change};
 
 /// Escape control characters (and show invalid UTF-8 lossily) for one-line messages.
 pub fn sanitize(s: &str) -> String {
@@ -34,6 +34,45 @@ pub fn warn(msg: &str) {
 
 pub fn error(msg: &str) {
     let _ = writeln!(std::io::stderr(), "cryptbak: error: {msg}");
+}
+
+/// `1 file`, `2 files`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What an export consisted of, the same way for a directory and a tar stream:
+/// `5 files (5.1 MB), 4 directories, 1 symlink, 1 hard link, 7 gocryptfs files`
+/// (kinds with none left out, files and directories always shown).
+pub fn export_kinds(s: &cryptbak::export::Summary) -> String {
+    let mut parts = vec![
+        format!(
+            "{} ({:.1} MB)",
+            count(s.files, "file", "files"),
+            s.bytes_read as f64 / 1e6
+        ),
+        count(s.dirs, "directory", "directories"),
+    ];
+    for (n, one, many) in [
+        (s.symlinks, "symlink", "symlinks"),
+        (s.specials, "special file", "special files"),
+        (s.hard_links, "hard link", "hard links"),
+        (s.virtual_files, "gocryptfs file", "gocryptfs files"),
+    ] {
+        if n > 0 {
+            parts.push(count(n, one, many));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `; 3 ERRORS, the backup is incomplete` when there were errors.
+pub fn errors_tail(errors: u64, what: &str) -> String {
+    if errors == 0 {
+        String::new()
+    } else {
+        format!("; {}, {what}", count(errors, "ERROR", "ERRORS"))
+    }
 }
 
 /// What goes to stdout besides problems on stderr.
@@ -96,6 +135,36 @@ impl StderrReport {
         self
     }
 
+    /// Whether a progress line is shown (and a total is worth counting).
+    pub fn shows_progress(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// The total, once known: the line then shows `done/total entries` and an ETA.
+    pub fn set_total(&self, size: cryptbak::export::Size) {
+        let Some(bar) = &self.bar else { return };
+        bar.set_length(size.entries);
+        let base = meter::total();
+        let started = Instant::now();
+        let total_mb = size.bytes as f64 / 1e6;
+        let data = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let mb = (meter::total() - base) as f64 / 1e6;
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let _ = write!(
+                w,
+                "{mb:.1} MB written (of {total_mb:.1} MB), {:.0} MB/s",
+                mb / secs
+            );
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} {pos}/{len} entries, {data}, ETA {eta}, {wide_msg}",
+            )
+            .expect("valid template")
+            .with_key("data", data),
+        );
+    }
+
     /// Remove the progress line before the summary is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -123,10 +192,10 @@ fn action_name(a: Action) -> &'static str {
 }
 
 impl Progress for StderrReport {
-    fn entry_done(&self, cpath: &[u8], _bytes: u64) {
+    fn entry_done(&self, shown: &Path, _bytes: u64) {
         let Some(bar) = &self.bar else { return };
         bar.inc(1);
-        let mut name = sanitize(&String::from_utf8_lossy(cpath));
+        let mut name = show_path(shown);
         if name.chars().count() > 50 {
             let tail: String = name
                 .chars()
@@ -193,7 +262,10 @@ impl StderrReport {
                 let v = serde_json::json!({
                     "event": "change",
                     "action": action_name(c.action),
-                    "path": c.cpath.to_string_lossy(),
+                    "kind": c.kind.to_string(),
+                    "path": c.path.as_ref().map(|p| p.to_string_lossy()),
+                    "view_file": c.view_file,
+                    "cpath": c.cpath.to_string_lossy(),
                     "itemized": c.itemize(),
                 });
                 println!("{v}");

@@ -1,28 +1,28 @@
-//! `cryptbak verify`: authenticate a backup without writing plaintext, and with
-//! `--source` compare it with a fresh encryption of the source (see docs/verify.md).
+//! `cryptbak verify`: authenticate a backup without writing plaintext (a restore into a
+//! writer that discards), and with `--source` compare it with a fresh encryption of the
+//! source (see docs/verify.md).
 
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cryptbak::backup::paths;
-use cryptbak::format::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::export::plan::{Action, Change};
+use cryptbak::export::{export_tree, TreeOptions};
+use cryptbak::format::names::CONF_NAME;
 use cryptbak::format::Cryptor;
 use cryptbak::progress::{Problem, Progress, Severity};
 use cryptbak::restore::{Aead, Layout};
-use cryptbak::sink::dir::{DirOptions, DirSink};
-use cryptbak::sync::{Action, Change};
+use cryptbak::sink::dir::DirSink;
 use cryptbak::verify::{self, Summary, VerifyOptions};
-use cryptbak::view::{View, ViewOptions, ViewVersion};
-use cryptbak::{walk, Error, Result};
+use cryptbak::{Error, Result};
 
-use super::args::{Compat, SelectArgs, VerifyArgs};
-use super::commands::{same_place, selection, set_threads, unlock};
+use super::args::{SelectArgs, VerifyArgs};
+use super::commands::{same_place, set_threads};
 use super::exit;
 use super::report::{sanitize, show_path, Output, StderrReport};
 use super::restore::{key_args, policy_notes, tar_input, tar_keys, tar_unlock, unlock_backup};
+use super::source::{open_dir_arg, open_source};
 
 const SOURCE_CONFIG_HINT: &str =
     "no such file (the source's config gives the keys with --source; pass --config or --masterkey otherwise)";
@@ -80,12 +80,12 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
     }
     set_threads(a.jobs);
     let progress = StderrReport::new(false, Output::Quiet, false).with_details(a.verbose);
-    let mut opts = VerifyOptions {
-        expect_reverse: a.reverse,
-    };
     if a.tar {
         let (in_stream, now) = tar_keys(&a.key)?;
         let input = tar_input(&a.backup)?;
+        let opts = VerifyOptions {
+            expect_reverse: a.reverse,
+        };
         let summary = verify::verify_tar(
             input,
             &a.backup,
@@ -94,110 +94,75 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
             &opts,
             &progress,
         )?;
-        return Ok(report(a, &summary, &[], 0, &|_| None, started));
+        return Ok(report(a, &summary, &[], 0, started));
     }
     // With --source, one unlock gives the keys of both sides (one password prompt).
-    let (keys, names, view) = match &a.source {
+    let (keys, view) = match &a.source {
         None => {
             let default = a.backup.join(CONF_NAME);
             let (u, aead) = unlock_backup(&a.key, &default)?;
-            let unsupported = |e: cryptbak::format::FormatError| Error::ConfigUnsupported {
-                path: a.key.config.clone().unwrap_or_else(|| default.clone()),
-                msg: e.to_string(),
-            };
-            let keys = Cryptor::for_reading(&u.master, u.format, aead).map_err(unsupported)?;
-            (keys, None, None)
+            let keys = Cryptor::for_reading(&u.master, u.format, aead).map_err(|e| {
+                Error::ConfigUnsupported {
+                    path: a.key.config.clone().unwrap_or(default),
+                    msg: e.to_string(),
+                }
+            })?;
+            (keys, None)
         }
         Some(src) => {
-            if !src.is_dir() {
-                return Err(Error::invalid(src, "not a directory"));
-            }
             if same_place(src, &a.backup) {
                 return Err(Error::Usage(
                     "BACKUP must not be inside SRC (or SRC inside BACKUP)".into(),
                 ));
             }
-            let selection = selection(&a.select)?;
-            let u = unlock(
+            let source = open_source(
+                src,
                 &key_args(&a.key),
-                &src.join(REVERSE_CONF_NAME),
+                a.compat,
+                &a.select,
                 SOURCE_CONFIG_HINT,
             )?;
-            // Reverse mode needs AES-SIV: the library refuses other formats.
-            let reverse = || {
-                Cryptor::new(&u.master, u.format).map_err(|e| Error::ConfigUnsupported {
-                    path: a
-                        .key
-                        .config
-                        .clone()
-                        .unwrap_or_else(|| src.join(REVERSE_CONF_NAME)),
-                    msg: e.to_string(),
-                })
-            };
-            let opts = ViewOptions {
-                config_in_root: a.key.config.is_none(),
-                version: match a.compat {
-                    Compat::V2_3 => ViewVersion::V2_3,
-                    Compat::V2_5 => ViewVersion::V2_5,
-                },
-                selection,
-            };
-            (
-                reverse()?,
-                Some(reverse()?),
-                Some(View::new(src.clone(), reverse()?, opts)),
-            )
+            // open_source made the view's keys, so the format is a reverse one.
+            let keys = Cryptor::new(&source.unlocked.master, source.unlocked.format)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            (keys, Some((source.dir, source.view)))
         }
     };
-    // An export's tree is reverse-made by construction.
-    opts.expect_reverse |= view.is_some();
+    let opts = VerifyOptions {
+        // An export's tree is reverse-made by construction.
+        expect_reverse: a.reverse || a.source.is_some(),
+    };
     let summary = verify::verify_dir(&a.backup, keys, &opts, &progress)?;
 
     let mut diffs = Vec::new();
     let mut compare_errors = 0;
-    if let Some(view) = &view {
-        let sink = DirSink::new(
-            a.backup.clone(),
-            DirOptions {
-                dry_run: true,
-                checksum: true,
-                delete: true,
-                max_delete: None,
-            },
-        );
+    if let Some((src_dir, view)) = view {
+        // The plan of an export into BACKUP, with --checksum: every entry of it is a
+        // difference.
+        let backup = open_dir_arg(&a.backup, "BACKUP")?;
+        let sink = DirSink::new(Some(backup), a.backup.clone(), false);
         let d = Differences {
             inner: &progress,
             changes: Mutex::new(Vec::new()),
             errors: AtomicU64::new(0),
         };
-        let s = walk::export(view, &sink, &d)?;
+        let opts = TreeOptions {
+            dry_run: true,
+            checksum: true,
+            ..TreeOptions::default()
+        };
+        let s = export_tree(&view, src_dir, &sink, &opts, &d)?;
         compare_errors = s.errors.max(d.errors.load(Ordering::Relaxed));
         diffs = d.changes.into_inner().expect("no panics while held");
         diffs.sort_by(|x, y| x.cpath.cmp(&y.cpath));
     }
-    let plain_of = |c: &Change| {
-        let names = names.as_ref()?;
-        let cpath = std::os::unix::ffi::OsStrExt::as_bytes(c.cpath.as_os_str());
-        paths::decrypt_path(names, &a.backup, cpath)
-            .ok()
-            .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
-    };
     if !a.json {
+        // Each line names the plaintext (the plan knows it), as export -v does.
         for c in &diffs {
-            let plain = plain_of(c)
-                .map(|p| format!("  [plaintext: {}]", show_path(&p)))
-                .unwrap_or_default();
-            println!("{}{plain}", sanitize(&c.itemize()));
+            println!("{}", sanitize(&c.itemize()));
         }
     }
-    Ok(report(
-        a,
-        &summary,
-        &diffs,
-        compare_errors,
-        &plain_of,
-        started,
-    ))
+    Ok(report(a, &summary, &diffs, compare_errors, started))
 }
 
 /// Print the summary (or JSON) and return the exit code.
@@ -206,11 +171,10 @@ fn report(
     summary: &Summary,
     diffs: &[Change],
     compare_errors: u64,
-    plain_of: &dyn Fn(&Change) -> Option<PathBuf>,
     started: Instant,
 ) -> i32 {
     if a.json {
-        print_json(summary, diffs, compare_errors, plain_of, started);
+        print_json(summary, diffs, compare_errors, started);
     } else if !a.quiet {
         print_summary(
             summary,
@@ -307,20 +271,15 @@ in {:.2} s ({:.0} MB/s); backup: {}, {}{tail}{}",
     eprintln!("{}", authentication_note(s));
 }
 
-fn print_json(
-    s: &Summary,
-    diffs: &[Change],
-    compare_errors: u64,
-    plain_of: &dyn Fn(&Change) -> Option<PathBuf>,
-    started: Instant,
-) {
+fn print_json(s: &Summary, diffs: &[Change], compare_errors: u64, started: Instant) {
     let differences: Vec<serde_json::Value> = diffs
         .iter()
         .map(|c| {
             serde_json::json!({
                 "itemized": c.itemize(),
-                "path": c.cpath.to_string_lossy(),
-                "plaintext": plain_of(c).map(|p| p.to_string_lossy().into_owned()),
+                "path": c.path.as_ref().map(|p| p.to_string_lossy()),
+                "view_file": c.view_file,
+                "cpath": c.cpath.to_string_lossy(),
             })
         })
         .collect();

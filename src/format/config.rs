@@ -16,13 +16,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::keys::{self, MasterKey, ScryptParams};
+use crate::view::ViewVersion;
 
 /// The only on-disk format version gocryptfs 2.x reads or writes.
 pub const FORMAT_VERSION: u16 = 2;
 pub const DEFAULT_LOG_N: u8 = 16;
 pub const MIN_LOG_N: u8 = 10;
-/// gocryptfs accepts `-scryptn` up to 28; scrypt then needs 32 GiB, which is never sane here.
-pub const MAX_LOG_N_INIT: u8 = 28;
+/// The largest `-scryptn` init accepts: the largest cost [`MAX_SCRYPT_WORK`] lets a
+/// config be opened with (128 · R · 2^N with R = 8, P = 1). gocryptfs accepts up to 28,
+/// but a config made that way could never be opened again here.
+pub const MAX_LOG_N_INIT: u8 = 22;
 /// Refuse to run scrypt costing more than this, as memory (128·R·N) times P: the P
 /// passes run one after the other, so time grows with the product. 4 GiB is
 /// `gocryptfs -scryptn 22` (gocryptfs always writes R = 8, P = 1), several seconds here;
@@ -430,9 +433,150 @@ impl Config {
     }
 }
 
+/// The program that wrote a config, read from its `Creator` field ("gocryptfs 2.3",
+/// "gocryptfs v2.4.0" from upstream builds, "cryptbak 0.1.0"). The field is not
+/// authenticated: it is what the config says, for display and advice only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Creator {
+    /// gocryptfs; `version` is (major, minor, patch) when the field carries one.
+    Gocryptfs { version: Option<(u32, u32, u32)> },
+    /// `cryptbak init`, with its version as written.
+    Cryptbak { version: String },
+    /// Anything else, or nothing.
+    Other,
+}
+
+impl Creator {
+    pub fn parse(field: &str) -> Creator {
+        let field = field.trim();
+        if let Some(v) = field.strip_prefix("cryptbak ") {
+            return Creator::Cryptbak {
+                version: v.trim().to_string(),
+            };
+        }
+        let Some(v) = field.strip_prefix("gocryptfs") else {
+            return Creator::Other;
+        };
+        // "gocryptfs 2.3", "gocryptfs v2.4.0", "gocryptfs v2.4.0-12-gabcdef-dirty"
+        let v = v.trim_start();
+        let v = v.strip_prefix('v').unwrap_or(v);
+        let numbers: Vec<Option<u32>> = v
+            .split(|c: char| !c.is_ascii_digit() && c != '.')
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .map(|n| n.parse().ok())
+            .collect();
+        let version = match numbers.as_slice() {
+            [Some(major), Some(minor)] => Some((*major, *minor, 0)),
+            [Some(major), Some(minor), Some(patch), ..] => Some((*major, *minor, *patch)),
+            _ => None,
+        };
+        Creator::Gocryptfs { version }
+    }
+
+    /// The view this creator's own `gocryptfs -reverse` mount shows where releases
+    /// differ: the virtual files' times moved 10 s later in 2.5.0 (FORMAT.md §21). None
+    /// for cryptbak (it writes whichever view it is asked for) and unknown creators.
+    pub fn reverse_view(&self) -> Option<ViewVersion> {
+        match self {
+            Creator::Gocryptfs {
+                version: Some((major, minor, _)),
+            } => Some(if (*major, *minor) >= (2, 5) {
+                ViewVersion::V2_5
+            } else {
+                ViewVersion::V2_3
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Who wrote this config (see [`Creator`]).
+    pub fn created_by(&self) -> Creator {
+        Creator::parse(&self.creator)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creator_names_the_release_and_the_view_its_reverse_mount_shows() {
+        let g = |v| Creator::Gocryptfs { version: v };
+        for (field, creator, view) in [
+            // Debian's builds (2.3 in bookworm, 2.5.1 in trixie, 2.6.1 in sid)
+            ("gocryptfs 2.3", g(Some((2, 3, 0))), Some(ViewVersion::V2_3)),
+            (
+                "gocryptfs 2.5.1",
+                g(Some((2, 5, 1))),
+                Some(ViewVersion::V2_5),
+            ),
+            (
+                "gocryptfs 2.6.1",
+                g(Some((2, 6, 1))),
+                Some(ViewVersion::V2_5),
+            ),
+            // upstream builds: "v" and git describe suffixes
+            (
+                "gocryptfs v2.4.0",
+                g(Some((2, 4, 0))),
+                Some(ViewVersion::V2_3),
+            ),
+            (
+                "gocryptfs v2.5.0",
+                g(Some((2, 5, 0))),
+                Some(ViewVersion::V2_5),
+            ),
+            (
+                "gocryptfs v2.4.0-31-g0fd5bd4-dirty",
+                g(Some((2, 4, 0))),
+                Some(ViewVersion::V2_3),
+            ),
+            (
+                "gocryptfs v1.8.0",
+                g(Some((1, 8, 0))),
+                Some(ViewVersion::V2_3),
+            ),
+            (
+                "gocryptfs v3.0",
+                g(Some((3, 0, 0))),
+                Some(ViewVersion::V2_5),
+            ),
+            ("gocryptfs [GitVersion not set]", g(None), None),
+            ("gocryptfs", g(None), None),
+            (
+                "cryptbak 0.1.0",
+                Creator::Cryptbak {
+                    version: "0.1.0".into(),
+                },
+                None,
+            ),
+            ("", Creator::Other, None),
+            ("securefs 0.13", Creator::Other, None),
+        ] {
+            let c = Creator::parse(field);
+            assert_eq!(c, creator, "{field:?}");
+            assert_eq!(c.reverse_view(), view, "{field:?}");
+        }
+        // What `cryptbak init` writes is recognised as cryptbak's.
+        let cfg = Config::create(
+            &MasterKey::from_bytes([1; 32]),
+            b"pw",
+            &InitOptions {
+                log_n: 10,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            cfg.created_by(),
+            Creator::Cryptbak {
+                version: env!("CARGO_PKG_VERSION").into()
+            }
+        );
+    }
 
     #[test]
     fn create_parse_unlock_roundtrip() {
@@ -579,5 +723,21 @@ mod tests {
         let back = Config::parse(cfg.to_json().as_bytes()).unwrap();
         assert!(!back.format().hkdf && !back.format().raw64);
         assert_eq!(back.unlock(b"test").unwrap().as_bytes(), &[9; 32]);
+    }
+
+    #[test]
+    fn the_largest_cost_init_accepts_can_be_opened() {
+        // Made cheaply, then given the cost init would write: no scrypt runs here.
+        let cheap = InitOptions {
+            log_n: 10,
+            ..InitOptions::default()
+        };
+        let json = Config::create(&MasterKey::from_bytes([7; 32]), b"pw", &cheap).to_json();
+        let with_log_n =
+            |log_n: u8| with_field(&json, "\"N\": 1024", &format!("\"N\": {}", 1u64 << log_n));
+        assert!(json.contains("\"N\": 1024"), "{json}");
+        assert!(Config::parse(with_log_n(MAX_LOG_N_INIT).as_bytes()).is_ok());
+        let err = Config::parse(with_log_n(MAX_LOG_N_INIT + 1).as_bytes()).unwrap_err();
+        assert!(err.contains("beyond cryptbak's limit"), "{err}");
     }
 }

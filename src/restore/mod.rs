@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::format::Cryptor;
 use crate::progress::Progress;
 
+pub use crate::backup::names::MAX_NAME_FILE;
 pub use crate::backup::verdict::Layout;
 pub use crate::format::content::Aead;
 

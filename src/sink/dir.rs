@@ -1,251 +1,347 @@
 //! Writes the view into a directory, the way `cp -a` of a reverse mount would, and keeps
-//! it up to date on later runs (incremental export).
+//! it up to date on later runs. Everything happens through directory handles
+//! ([`crate::fs::handle`]): DEST may hold directories that belong to the users whose
+//! files are backed up, and they can rename or replace anything in them at any moment.
 //!
-//! Every file is written under a temporary name in its final directory and renamed into
-//! place only when complete, with its mode, owner and times already set: an interrupted
-//! export never leaves a file that looks complete and is not, and the next run converges.
-//! An existing entry whose type, size and mtime already match is left alone (not even
-//! its metadata is touched unless it differs), so `rsync` afterwards ships only real
-//! changes. Directories get their final mode and times last, because adding entries
-//! changes a directory's mtime and a read-only directory could not be filled.
+//! * Every file is written under a temporary name in its final directory through a
+//!   handle we created (`O_CREAT | O_EXCL | O_NOFOLLOW`), given its owner, mode and
+//!   times on that handle, and renamed into place only when complete: an interrupted
+//!   export never leaves a file that looks complete and is not.
+//! * Symlinks, FIFOs and device nodes can only be changed by name, so they are made in
+//!   a private staging directory (mode 0700, in DEST's root) and renamed into place
+//!   finished: nobody can swap them for something else while we set their owner.
+//! * An existing file's mode and owner are fixed in place only through a handle whose
+//!   identity was checked, and only when it has one link (see [`crate::export::plan`]).
+//! * Something of the wrong type is removed (a whole tree, handle by handle), never
+//!   followed.
+//! * A directory gets its final mode, owner and times on its own handle once its
+//!   contents are written.
 
-use std::collections::HashSet;
-use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::ffi::OsString;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
-use filetime::FileTime;
-use nix::sys::stat::{Mode, SFlag};
-
-use super::{Sink, Written};
-use crate::content::FileEncryptor;
+use super::{Fill, TreeSink};
 use crate::error::{Error, IoContext, Result};
-use crate::sync::{leaf_delta, Action, Delta};
-use crate::view::{Entry, Meta, Payload, Time, View};
-
-/// Prefix of temporary files; never a name the view can contain with encrypted names
-/// (base64 has no `.`), and recognisable for cleanup after a crash.
-pub const TEMP_PREFIX: &str = ".cryptbak-tmp-";
-
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DirOptions {
-    /// Decide and report, but change nothing.
-    pub dry_run: bool,
-    /// Re-encrypt files whose size and mtime match and compare the bytes too.
-    pub checksum: bool,
-    /// Remove destination entries that are no longer in the view.
-    pub delete: bool,
-    /// Refuse to delete more than this many entries (nothing is deleted then).
-    pub max_delete: Option<u64>,
-}
+use crate::export::plan::{Delta, Existing, TEMP_PREFIX};
+use crate::fs::handle::{self, Dir, Identity};
+use crate::view::{Entry, Meta, Payload, S_IFDIR};
 
 pub struct DirSink {
-    root: PathBuf,
+    /// DEST's handle (`None` in a dry run into a destination that does not exist yet).
+    root: Option<Dir>,
+    /// DEST as the user named it, for messages.
+    path: PathBuf,
     /// Set owners as in the source (only root may).
     chown: bool,
-    opts: DirOptions,
     counter: AtomicU64,
-    stale: Mutex<Vec<PathBuf>>,
+    stage: OnceLock<io::Result<Dir>>,
 }
 
-fn filetime(t: Time) -> FileTime {
-    FileTime::from_unix_time(t.sec, t.nsec)
-}
-
-/// Set atime and mtime of whatever is at `path` without following or opening it:
-/// `filetime::set_file_times` opens the file on some paths, which blocks on a FIFO.
-fn set_times(path: &Path, atime: Time, mtime: Time) -> Result<()> {
-    use nix::sys::stat::{utimensat, UtimensatFlags};
-    use nix::sys::time::TimeSpec;
-    let ts = |t: Time| TimeSpec::new(t.sec, i64::from(t.nsec));
-    utimensat(
-        None,
-        path,
-        &ts(atime),
-        &ts(mtime),
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|errno| Error::io(path, io::Error::from(errno)))
-}
-
-fn same_time(m: &fs::Metadata, t: Time) -> bool {
-    m.mtime() == t.sec && m.mtime_nsec() as u32 == t.nsec
+fn times(m: &Meta) -> ((i64, u32), (i64, u32)) {
+    ((m.atime.sec, m.atime.nsec), (m.mtime.sec, m.mtime.nsec))
 }
 
 impl DirSink {
-    pub fn new(root: PathBuf, opts: DirOptions) -> DirSink {
+    pub fn new(root: Option<Dir>, path: PathBuf, chown: bool) -> DirSink {
         DirSink {
             root,
-            chown: nix::unistd::geteuid().is_root(),
-            opts,
+            path,
+            chown,
             counter: AtomicU64::new(0),
-            stale: Mutex::new(Vec::new()),
+            stage: OnceLock::new(),
         }
     }
 
-    pub fn path_of(&self, cpath: &[u8]) -> PathBuf {
-        if cpath.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(OsStr::from_bytes(cpath))
-        }
+    fn root(&self) -> Result<&Dir> {
+        self.root
+            .as_ref()
+            .ok_or_else(|| Error::invalid(&self.path, "does not exist"))
     }
 
-    /// A fresh temporary path beside `target`.
-    fn temp_beside(&self, target: &Path) -> PathBuf {
+    /// A fresh temporary name; never a name of the view, and recognised for cleanup.
+    fn temp_name(&self) -> Vec<u8> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        target.with_file_name(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+        format!("{TEMP_PREFIX}{}-{n}", std::process::id()).into_bytes()
     }
 
-    fn chown(&self, path: &Path, m: &Meta) -> Result<()> {
-        if self.chown {
-            std::os::unix::fs::lchown(path, Some(m.uid), Some(m.gid)).at(path)?;
-        }
-        Ok(())
-    }
-
-    /// Run `make` on a temporary path, then rename it over `target`; clean up on failure.
-    fn atomically(&self, target: &Path, make: impl FnOnce(&Path) -> Result<u64>) -> Result<u64> {
-        let tmp = self.temp_beside(target);
-        let result = make(&tmp).and_then(|read| {
-            fs::rename(&tmp, target).at(target)?;
-            Ok(read)
-        });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    fn write_file(
-        &self,
-        e: &Entry,
-        view: &View,
-        enc: &mut FileEncryptor,
-        tmp: &Path,
-    ) -> Result<u64> {
-        let f = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .at(tmp)?;
-        let mut w = BufWriter::with_capacity(64 * 1024, f);
-        let read = view.write_content(e, enc, &mut w)?;
-        let f = w
-            .into_inner()
-            .map_err(|e2| Error::io(tmp, e2.into_error()))?;
-        // chown clears setuid bits, so ownership goes first, then the mode.
-        if self.chown {
-            std::os::unix::fs::fchown(&f, Some(e.meta.uid), Some(e.meta.gid)).at(tmp)?;
-        }
-        f.set_permissions(fs::Permissions::from_mode(e.meta.permissions()))
-            .at(tmp)?;
-        filetime::set_file_handle_times(
-            &f,
-            Some(filetime(e.meta.atime)),
-            Some(filetime(e.meta.mtime)),
-        )
-        .at(tmp)?;
-        Ok(read)
-    }
-
-    fn write_symlink(&self, e: &Entry, target: &[u8], tmp: &Path) -> Result<u64> {
-        std::os::unix::fs::symlink(OsStr::from_bytes(target), tmp).at(tmp)?;
-        self.chown(tmp, &e.meta)?;
-        set_times(tmp, e.meta.atime, e.meta.mtime)?;
-        Ok(0)
-    }
-
-    fn write_special(&self, e: &Entry, tmp: &Path) -> Result<u64> {
-        let kind = SFlag::from_bits_truncate(e.meta.file_type());
-        let perm = Mode::from_bits_truncate(e.meta.permissions());
-        nix::sys::stat::mknod(tmp, kind, perm, e.meta.rdev).map_err(|errno| {
-            let why = if errno == nix::errno::Errno::EPERM {
-                "cannot create this special file (device nodes need root)".to_string()
-            } else {
-                format!("cannot create special file: {errno}")
-            };
-            Error::invalid(tmp, why)
-        })?;
-        self.chown(tmp, &e.meta)?;
-        fs::set_permissions(tmp, fs::Permissions::from_mode(e.meta.permissions())).at(tmp)?;
-        set_times(tmp, e.meta.atime, e.meta.mtime)?;
-        Ok(0)
-    }
-
-    fn write_new(
-        &self,
-        e: &Entry,
-        view: &View,
-        enc: &mut FileEncryptor,
-        target: &Path,
-    ) -> Result<u64> {
-        match &e.payload {
-            Payload::Symlink { target: t } => {
-                self.atomically(target, |tmp| self.write_symlink(e, t, tmp))
+    /// The private staging directory in DEST's root.
+    fn stage(&self) -> Result<&Dir> {
+        let root = self.root()?;
+        let stage = self.stage.get_or_init(|| {
+            let name = format!("{TEMP_PREFIX}{}-stage", std::process::id()).into_bytes();
+            root.mkdir_at(&name, 0o700)?;
+            let d = root.open_dir(&name)?;
+            let st = d.stat()?;
+            if st.st_uid != rustix::process::geteuid().as_raw() || st.st_mode & 0o077 != 0 {
+                return Err(io::Error::other("staging directory is not private"));
             }
-            Payload::Special => self.atomically(target, |tmp| self.write_special(e, tmp)),
-            Payload::Dir { .. } => Err(Error::invalid(target, "directories are not leaves")),
-            _ => self.atomically(target, |tmp| self.write_file(e, view, enc, tmp)),
+            Ok(d)
+        });
+        stage.as_ref().map_err(|e| {
+            Error::invalid(root.path(), format!("cannot make a staging directory: {e}"))
+        })
+    }
+
+    /// Remove the staging directory (empty after a run that finished). Done before the
+    /// root gets its final times, which removing it would change.
+    pub fn close(&self) {
+        if let (Some(Ok(stage)), Some(root)) = (self.stage.get(), &self.root) {
+            let name = stage
+                .path()
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
+            let _ = root.rmdir_at(&name);
         }
     }
 
-    /// Fix mode and owner in place (content and mtime already match).
-    fn fix_metadata(&self, path: &Path, e: &Entry, d: &Delta) -> Result<()> {
-        if d.owner || d.group {
-            self.chown(path, &e.meta)?;
+    /// Place the finished temporary `tmp` of `from` under `name` in `parent`.
+    fn place(&self, from: &Dir, tmp: &[u8], parent: &Dir, name: &[u8]) -> Result<()> {
+        from.rename_to(tmp, parent, name).map_err(|e| {
+            let _ = from.unlink_at(tmp);
+            Error::io(parent.show(name), e)
+        })
+    }
+
+    fn make_symlink(&self, stage: &Dir, tmp: &[u8], e: &Entry, target: &[u8]) -> io::Result<()> {
+        stage.symlink_at(target, tmp)?;
+        if self.chown {
+            stage.chown_at(tmp, e.meta.uid, e.meta.gid)?;
         }
-        // chown may have cleared setuid bits, so the mode is set after it.
-        if (d.perms || d.owner || d.group) && e.meta.file_type() != crate::view::S_IFLNK {
-            fs::set_permissions(path, fs::Permissions::from_mode(e.meta.permissions())).at(path)?;
+        let (a, m) = times(&e.meta);
+        stage.set_times_at(tmp, a, m)
+    }
+
+    fn make_special(&self, stage: &Dir, tmp: &[u8], e: &Entry) -> Result<()> {
+        // The process umask is 0 during an export (set by the CLI), so the node gets
+        // exactly these bits.
+        stage
+            .mknod_at(tmp, e.meta.mode, e.meta.rdev)
+            .map_err(|err| {
+                let why = if err.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
+                    "cannot create this special file (device nodes need root)".to_string()
+                } else {
+                    format!("cannot create special file: {err}")
+                };
+                Error::invalid(&e.source, why)
+            })?;
+        let io = (|| {
+            if self.chown {
+                stage.chown_at(tmp, e.meta.uid, e.meta.gid)?;
+            }
+            let (a, m) = times(&e.meta);
+            stage.set_times_at(tmp, a, m)
+        })();
+        io.map_err(|err| Error::io(stage.show(tmp), err))
+    }
+
+    /// Remove the tree below `dir` (not `dir` itself), one handle at a time.
+    fn empty_dir(&self, dir: Dir) -> io::Result<()> {
+        // Iterative, so a deep tree cannot exhaust the stack.
+        let mut stack: Vec<(Dir, Vec<OsString>, Option<Vec<u8>>)> = Vec::new();
+        let names = self.writable_names(&dir)?;
+        stack.push((dir, names, None));
+        while let Some((d, names, _)) = stack.last_mut() {
+            let Some(name) = names.pop() else {
+                let (_, _, name) = stack.pop().expect("not empty");
+                if let (Some(name), Some((parent, _, _))) = (name, stack.last()) {
+                    parent.rmdir_at(&name)?;
+                }
+                continue;
+            };
+            let n = name.as_bytes().to_vec();
+            let st = d.stat_at(&n)?;
+            if st.st_mode & handle::S_IFMT == S_IFDIR {
+                let sub = d.open_dir_checked(&n, Identity::of(&st))?;
+                let names = self.writable_names(&sub)?;
+                stack.push((sub, names, Some(n)));
+            } else {
+                d.unlink_at(&n)?;
+            }
         }
         Ok(())
     }
 
-    /// Whether the existing file holds exactly the bytes the view wants (`--checksum`).
-    fn same_bytes(
-        &self,
-        path: &Path,
-        e: &Entry,
-        view: &View,
-        enc: &mut FileEncryptor,
-    ) -> Result<bool> {
-        let f = File::open(path).at(path)?;
-        let mut cmp = CompareWriter {
-            file: io::BufReader::with_capacity(256 * 1024, f),
-            equal: true,
-            buf: Vec::new(),
-        };
-        view.write_content(e, enc, &mut cmp)?;
-        let mut rest = [0u8; 1];
-        Ok(cmp.equal && cmp.file.read(&mut rest).at(path)? == 0)
+    /// The names in `dir`, after making it writable if we cannot otherwise empty it.
+    fn writable_names(&self, dir: &Dir) -> io::Result<Vec<OsString>> {
+        if !self.chown {
+            let st = dir.stat()?;
+            if st.st_mode & 0o700 != 0o700 {
+                dir.chmod((st.st_mode | 0o700) & 0o7777)?;
+            }
+        }
+        let (names, err) = dir.names()?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(names),
+        }
     }
 
-    /// Remove whatever is at `path` (a file, or a whole directory tree).
-    fn remove_any(&self, path: &Path) -> Result<()> {
-        let m = fs::symlink_metadata(path).at(path)?;
-        if m.is_dir() {
-            if !self.chown {
-                // Without root, read-only directories must be made writable to be emptied.
-                for d in walkdir::WalkDir::new(path)
-                    .into_iter()
-                    .filter_map(|d| d.ok())
-                {
-                    if d.file_type().is_dir() {
-                        let _ = fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700));
-                    }
+    /// How many entries are in the tree below `dir`.
+    fn count_tree(dir: Dir) -> io::Result<u64> {
+        let mut total = 0;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let (names, err) = d.names()?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            for name in names {
+                total += 1;
+                let n = name.as_bytes();
+                let st = d.stat_at(n)?;
+                if st.st_mode & handle::S_IFMT == S_IFDIR {
+                    stack.push(d.open_dir_checked(n, Identity::of(&st))?);
                 }
             }
-            fs::remove_dir_all(path).at(path)
-        } else {
-            fs::remove_file(path).at(path)
         }
+        Ok(total)
+    }
+
+    /// Refuse to write into an existing destination that does not hold a backup made
+    /// with this key: an incremental run would rewrite (and delete from) some unrelated
+    /// directory, or replace a backup under another key entirely.
+    ///
+    /// Evidence, in order: the root `gocryptfs.conf` equals the config that unlocked the
+    /// key (`config`: not given for a `--masterkey` key, which that config may not hold);
+    /// else the first block of some non-empty file authenticates with our key at its
+    /// path; else a name in the root decrypts. An empty destination is fine.
+    pub fn check_key(
+        &self,
+        cryptor: &crate::cryptor::Cryptor,
+        config: Option<&[u8]>,
+    ) -> Result<()> {
+        use crate::content::{self as c, FileIvs};
+        use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
+
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
+        let (top, _) = root.names().at(&self.path)?;
+        if top.is_empty() {
+            return Ok(());
+        }
+        let refuse = |why: &str| {
+            Err(Error::invalid(
+                &self.path,
+                format!("{why}; refusing to write into it (use an empty directory, or the destination of an earlier export with the same key)"),
+            ))
+        };
+        if let Some(cfg) = config {
+            if let Ok((bytes, _)) =
+                root.read_small(CONF_NAME.as_bytes(), crate::config::MAX_CONFIG_LEN)
+            {
+                if bytes == cfg {
+                    return Ok(());
+                }
+            }
+        }
+        let is_ours = |name: &[u8]| {
+            name == CONF_NAME.as_bytes()
+                || name == DIRIV_NAME.as_bytes()
+                || name.starts_with(TEMP_PREFIX.as_bytes())
+                || (cryptor.names.is_some()
+                    && name.starts_with(LONGNAME_PREFIX.as_bytes())
+                    && name.ends_with(b".name"))
+        };
+        // Breadth-first over a bounded number of entries, looking for a file to authenticate.
+        let mut queue = std::collections::VecDeque::from([(
+            root.try_clone().at(&self.path)?,
+            Vec::<u8>::new(),
+        )]);
+        let mut seen = 0usize;
+        while let Some((dir, cdir)) = queue.pop_front() {
+            let Ok((names, _)) = dir.names() else {
+                continue;
+            };
+            for name in names {
+                seen += 1;
+                if seen > 10_000 {
+                    break;
+                }
+                let name = name.as_bytes();
+                if is_ours(name) {
+                    continue;
+                }
+                let cpath = crate::cpath::join(&cdir, name);
+                let Ok(st) = dir.stat_at(name) else { continue };
+                let m = Meta::from_stat(&st);
+                if m.file_type() == S_IFDIR {
+                    if let Ok(sub) = dir.open_dir_checked(name, m.identity()) {
+                        queue.push_back((sub, cpath));
+                    }
+                } else if m.file_type() == handle::S_IFREG && m.size > c::HEADER_LEN as u64 {
+                    let (f, _) = dir.open_file(name, Some(m.identity())).at(dir.show(name))?;
+                    let mut head = vec![0u8; c::HEADER_LEN + c::CIPHER_BLOCK_SIZE];
+                    let got = c::read_full(&mut f.take(head.len() as u64), &mut head)
+                        .at(dir.show(name))?;
+                    head.truncate(got);
+                    let ivs = FileIvs::for_path(&cpath);
+                    let block = &head[c::HEADER_LEN..];
+                    let mut plain = vec![0u8; block.len().saturating_sub(c::BLOCK_OVERHEAD)];
+                    let ok = c::parse_header(&head[..c::HEADER_LEN]) == Some(ivs.file_id)
+                        && c::open_block(
+                            &mut cryptor.content.siv(),
+                            &ivs.file_id,
+                            0,
+                            block,
+                            &mut plain,
+                        );
+                    return if ok {
+                        Ok(())
+                    } else {
+                        refuse("it holds files not encrypted with this key at these paths")
+                    };
+                }
+            }
+        }
+        // No file to check: fall back to a name in the root.
+        if let Some(codec) = &cryptor.names {
+            let root_iv = cryptor.reverse_dir_iv(b"");
+            for name in &top {
+                let name = name.as_bytes();
+                if is_ours(name) || name.starts_with(LONGNAME_PREFIX.as_bytes()) {
+                    continue;
+                }
+                return if codec.decrypt(&root_iv, name).is_ok() {
+                    Ok(())
+                } else {
+                    refuse("it holds names not encrypted with this key")
+                };
+            }
+        }
+        let has_file = |n: &str| {
+            root.stat_at(n.as_bytes())
+                .is_ok_and(|st| st.st_mode & handle::S_IFMT == handle::S_IFREG)
+        };
+        if has_file(DIRIV_NAME) || has_file(CONF_NAME) {
+            return Ok(());
+        }
+        refuse("it is not empty and does not look like a gocryptfs -reverse copy")
+    }
+}
+
+/// A writer that remembers whether writing failed (so the failure is blamed on the
+/// destination file, not on the source being read).
+struct Recorder<W: Write> {
+    inner: W,
+    failed: Option<io::Error>,
+}
+
+impl<W: Write> Write for Recorder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
     }
 }
 
@@ -270,236 +366,277 @@ impl<R: Read> Write for CompareWriter<R> {
     }
 }
 
-impl Sink for DirSink {
-    fn create_dir(&self, e: &Entry) -> Result<Action> {
-        let path = self.path_of(&e.cpath);
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {
-                // Without root, a read-only directory from an earlier run must be made
-                // writable for now; finish_dir puts its mode back.
-                if !self.chown && m.mode() & 0o700 != 0o700 && !self.opts.dry_run {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(m.mode() | 0o700))
-                        .at(&path)?;
-                }
-                return Ok(Action::Unchanged);
-            }
-            Ok(_) if !self.opts.dry_run => self.remove_any(&path)?,
-            Ok(_) => return Ok(Action::Create),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(Error::io(&path, err)),
-        }
-        if self.opts.dry_run {
-            return Ok(Action::Create);
-        }
-        let mut b = fs::DirBuilder::new();
-        b.mode(0o700).recursive(e.cpath.is_empty());
-        b.create(&path).at(&path)?;
-        Ok(Action::Create)
+impl TreeSink for DirSink {
+    type Dir = Dir;
+
+    fn open_root(&self) -> Result<Option<Dir>> {
+        self.root
+            .as_ref()
+            .map(|r| r.try_clone().at(&self.path))
+            .transpose()
     }
 
-    fn write_leaf(&self, e: &Entry, view: &View, enc: &mut FileEncryptor) -> Result<Written> {
-        let target = self.path_of(&e.cpath);
-        let existing = match fs::symlink_metadata(&target) {
-            Ok(m) => Some(m),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-            Err(err) => return Err(Error::io(&target, err)),
-        };
-        let (action, delta) = match &existing {
-            None => (Action::Create, Delta::default()),
-            Some(m) => {
-                let link_target = if m.file_type().is_symlink() {
-                    Some(
-                        fs::read_link(&target)
-                            .at(&target)?
-                            .into_os_string()
-                            .into_vec(),
-                    )
-                } else {
-                    None
-                };
-                let mut d = leaf_delta(m, link_target.as_deref(), e, self.chown);
-                if !d.needs_rewrite()
-                    && self.opts.checksum
-                    && m.is_file()
-                    && !self.same_bytes(&target, e, view, enc)?
-                {
-                    d.content = true;
-                }
-                if d.needs_rewrite() {
-                    (Action::Rewrite, d)
-                } else if d.needs_metadata() {
-                    (Action::Metadata, d)
-                } else {
-                    (Action::Unchanged, d)
-                }
-            }
-        };
-        if self.opts.dry_run {
-            return Ok(Written {
-                delta,
-                ..Written::nothing(action)
+    fn list(&self, dir: &Dir) -> Result<Vec<Existing>> {
+        let (names, err) = dir.names().at(dir.path())?;
+        if let Some(e) = err {
+            return Err(Error::io(dir.path(), e));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let n = name.as_bytes();
+            let st = match dir.stat_at(n) {
+                Ok(st) => st,
+                // Gone since it was listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(dir.show(n), e)),
+            };
+            let meta = Meta::from_stat(&st);
+            let target = if meta.file_type() == crate::view::S_IFLNK {
+                dir.read_link_at(n).ok()
+            } else {
+                None
+            };
+            out.push(Existing {
+                name: n.to_vec(),
+                meta,
+                target,
             });
         }
-        match action {
-            Action::Create | Action::Rewrite => {
-                if existing.as_ref().is_some_and(|m| m.is_dir()) {
-                    self.remove_any(&target)?;
-                }
-                let read = self.write_new(e, view, enc, &target)?;
-                let read = matches!(e.payload, Payload::File { .. }).then_some(read);
-                Ok(Written {
-                    action,
-                    bytes: e.meta.size,
-                    read,
-                    delta,
-                })
-            }
-            Action::Metadata => {
-                self.fix_metadata(&target, e, &delta)?;
-                Ok(Written {
-                    delta,
-                    ..Written::nothing(action)
-                })
-            }
-            _ => Ok(Written::nothing(action)),
-        }
+        Ok(out)
     }
 
-    fn link(&self, e: &Entry, primary: &Entry) -> Result<Action> {
-        let target = self.path_of(&e.cpath);
-        let existing = self.path_of(&primary.cpath);
-        let same_inode = match (
-            fs::symlink_metadata(&target),
-            fs::symlink_metadata(&existing),
-        ) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        };
-        if same_inode {
-            return Ok(Action::Unchanged);
-        }
-        let action = if target.symlink_metadata().is_ok() {
-            Action::Rewrite
-        } else {
-            Action::Create
-        };
-        if self.opts.dry_run {
-            return Ok(action);
-        }
-        if target.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            self.remove_any(&target)?;
-        }
-        self.atomically(&target, |tmp| {
-            fs::hard_link(&existing, tmp).at(tmp)?;
-            Ok(0)
-        })?;
-        Ok(action)
+    fn open_dir(&self, parent: &Dir, seen: &Existing) -> Result<Dir> {
+        parent
+            .open_dir_checked(&seen.name, seen.identity())
+            .at(parent.show(&seen.name))
     }
 
-    fn finish_dir(&self, e: &Entry) -> Result<()> {
-        if self.opts.dry_run {
-            return Ok(());
+    fn make_dir(&self, parent: &Dir, name: &[u8], _e: &Entry) -> Result<Dir> {
+        parent.mkdir_at(name, 0o700).at(parent.show(name))?;
+        parent.open_dir(name).at(parent.show(name))
+    }
+
+    fn prepare_dir(&self, dir: &Dir, _e: &Entry) -> Result<()> {
+        // Without root, a read-only directory from an earlier run must be made writable
+        // for now; finish_dir puts its mode back.
+        if !self.chown {
+            let st = dir.stat().at(dir.path())?;
+            if st.st_mode & 0o700 != 0o700 {
+                dir.chmod((st.st_mode | 0o700) & 0o7777).at(dir.path())?;
+            }
         }
-        let path = self.path_of(&e.cpath);
-        let m = fs::symlink_metadata(&path).at(&path)?;
-        let owner_differs = self.chown && (m.uid() != e.meta.uid || m.gid() != e.meta.gid);
+        Ok(())
+    }
+
+    fn finish_dir(&self, dir: &Dir, e: &Entry) -> Result<()> {
+        if e.cpath.is_empty() {
+            self.close();
+        }
+        let m = Meta::from_stat(&dir.stat().at(dir.path())?);
+        let owner_differs = self.chown && (m.uid != e.meta.uid || m.gid != e.meta.gid);
         if owner_differs {
-            self.chown(&path, &e.meta)?;
+            dir.chown(e.meta.uid, e.meta.gid).at(dir.path())?;
         }
-        if owner_differs || m.mode() & 0o7777 != e.meta.permissions() {
-            fs::set_permissions(&path, fs::Permissions::from_mode(e.meta.permissions()))
-                .at(&path)?;
+        // chown may clear setgid bits, so the mode is set after it.
+        if owner_differs || m.permissions() != e.meta.permissions() {
+            dir.chmod(e.meta.permissions()).at(dir.path())?;
         }
-        if !same_time(&m, e.meta.mtime) {
-            set_times(&path, e.meta.atime, e.meta.mtime)?;
+        if m.mtime != e.meta.mtime {
+            let (a, mt) = times(&e.meta);
+            dir.set_times(a, mt).at(dir.path())?;
         }
         Ok(())
     }
 
-    fn prune(&self, dir: &Entry, keep: &[&[u8]]) -> Result<()> {
-        let path = self.path_of(&dir.cpath);
-        let rd = match fs::read_dir(&path) {
-            Ok(rd) => rd,
-            // In a dry run the directory may not exist yet.
-            Err(err) if err.kind() == io::ErrorKind::NotFound && self.opts.dry_run => return Ok(()),
-            Err(err) => return Err(Error::io(&path, err)),
-        };
-        let keep: HashSet<&[u8]> = keep.iter().copied().collect();
-        let mut stale = Vec::new();
-        for item in rd {
-            let item = item.at(&path)?;
-            let name = item.file_name();
-            if keep.contains(name.as_bytes()) {
-                continue;
-            }
-            if name.as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
-                // Left by an interrupted run (the lock rules out a running one): never counted.
-                if !self.opts.dry_run {
-                    let _ = self.remove_any(&item.path());
+    fn write_file(
+        &self,
+        parent: &Dir,
+        name: &[u8],
+        e: &Entry,
+        fill: &mut Fill,
+    ) -> Result<Option<Identity>> {
+        let tmp = self.temp_name();
+        let shown = parent.show(name);
+        let file = parent.create_new(&tmp, 0o600).at(&shown)?;
+        let result = (|| {
+            let mut w = Recorder {
+                inner: BufWriter::with_capacity(256 * 1024, &file),
+                failed: None,
+            };
+            let keep = match fill(&mut w) {
+                Ok(keep) => keep,
+                Err(err) => {
+                    return Err(match w.failed.take() {
+                        Some(io) => Error::io(&shown, io),
+                        None => err,
+                    })
                 }
-                continue;
+            };
+            w.flush().map_err(|io| Error::io(&shown, io))?;
+            if !keep {
+                return Ok(None);
             }
-            stale.push(item.path());
+            // chown clears setuid bits, so ownership goes first, then the mode.
+            if self.chown {
+                handle::fchown(&file, e.meta.uid, e.meta.gid).at(&shown)?;
+            }
+            handle::fchmod(&file, e.meta.permissions()).at(&shown)?;
+            let (a, m) = times(&e.meta);
+            handle::set_times(&file, a, m).at(&shown)?;
+            let id = Identity::of(&handle::fstat(&file).at(&shown)?);
+            parent.rename_to(&tmp, parent, name).at(&shown)?;
+            Ok(Some(id))
+        })();
+        if !matches!(result, Ok(Some(_))) {
+            let _ = parent.unlink_at(&tmp);
         }
-        if !stale.is_empty() {
-            self.stale
-                .lock()
-                .expect("no panics while held")
-                .extend(stale);
-        }
-        Ok(())
+        result
     }
 
-    fn delete_stale(&self) -> Result<Vec<PathBuf>> {
-        let mut stale = std::mem::take(&mut *self.stale.lock().expect("no panics while held"));
-        if !self.opts.delete || stale.is_empty() {
-            return Ok(Vec::new());
-        }
-        stale.sort();
-        if let Some(max) = self.opts.max_delete {
-            let count: u64 = stale
-                .iter()
-                .map(|p| walkdir::WalkDir::new(p).into_iter().count() as u64)
-                .sum();
-            if count > max {
-                return Err(Error::invalid(
-                    &self.root,
-                    format!("{count} entries would be deleted, more than --max-delete {max}; nothing was deleted"),
-                ));
+    fn write_other(&self, parent: &Dir, name: &[u8], e: &Entry, bytes: &[u8]) -> Result<()> {
+        match &e.payload {
+            Payload::Symlink { target } => {
+                let stage = self.stage()?;
+                let tmp = self.temp_name();
+                self.make_symlink(stage, &tmp, e, target).map_err(|err| {
+                    let _ = stage.unlink_at(&tmp);
+                    Error::io(parent.show(name), err)
+                })?;
+                self.place(stage, &tmp, parent, name)
             }
-        }
-        if !self.opts.dry_run {
-            for p in &stale {
-                self.remove_any(p)?;
+            Payload::Special => {
+                let stage = self.stage()?;
+                let tmp = self.temp_name();
+                if let Err(err) = self.make_special(stage, &tmp, e) {
+                    let _ = stage.unlink_at(&tmp);
+                    return Err(err);
+                }
+                self.place(stage, &tmp, parent, name)
             }
-        }
-        Ok(stale
-            .into_iter()
-            .map(|p| {
-                p.strip_prefix(&self.root)
-                    .map(Path::to_path_buf)
-                    .unwrap_or(p)
-            })
-            .collect())
-    }
-}
-
-/// Holds an exclusive lock on the destination directory for the life of the run, so two
-/// exports (say, cron and a manual run) never write into one destination at once.
-pub struct DestLock {
-    _lock: nix::fcntl::Flock<File>,
-}
-
-impl DestLock {
-    pub fn acquire(dest: &Path) -> Result<DestLock> {
-        let dir = File::open(dest).at(dest)?;
-        match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(DestLock { _lock: lock }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::invalid(
-                dest,
-                "another cryptbak export is writing into this destination",
+            Payload::Dir { .. } => Err(Error::invalid(
+                parent.show(name),
+                "directories are not leaves",
             )),
-            Err((_, errno)) => Err(Error::io(dest, io::Error::from(errno))),
+            _ => {
+                // Virtual files: written like a regular file.
+                self.write_file(parent, name, e, &mut |w| {
+                    w.write_all(bytes)
+                        .map_err(|err| Error::io(parent.show(name), err))?;
+                    Ok(true)
+                })
+                .map(|_| ())
+            }
+        }
+    }
+
+    fn link(
+        &self,
+        parent: &Dir,
+        name: &[u8],
+        primary: &[u8],
+        expect: Option<Identity>,
+    ) -> Result<()> {
+        let (pdir, pname) = crate::cpath::split(primary);
+        let from = self.resolve(pdir)?;
+        let tmp = self.temp_name();
+        let shown = parent.show(name);
+        parent.link_from(&from, pname, &tmp).at(&shown)?;
+        // The link must be to the file we placed, not to whatever someone may have put
+        // under the first name since.
+        let ok = match parent.stat_at(&tmp) {
+            Ok(st) => {
+                st.st_mode & handle::S_IFMT == handle::S_IFREG
+                    && expect.is_none_or(|id| id == Identity::of(&st))
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            let _ = parent.unlink_at(&tmp);
+            return Err(Error::invalid(
+                &shown,
+                "its first name changed during the backup; not linked",
+            ));
+        }
+        self.place(parent, &tmp, parent, name)
+    }
+
+    fn fix_metadata(&self, parent: &Dir, seen: &Existing, e: &Entry, d: &Delta) -> Result<()> {
+        let shown = parent.show(&seen.name);
+        let (f, st) = parent
+            .open_file(&seen.name, Some(seen.identity()))
+            .at(&shown)?;
+        if st.st_nlink != 1 {
+            return Err(Error::invalid(
+                &shown,
+                "gained another link during the backup; left as it is",
+            ));
+        }
+        if self.chown && (d.owner || d.group) {
+            handle::fchown(&f, e.meta.uid, e.meta.gid).at(&shown)?;
+        }
+        // chown may have cleared setuid bits, so the mode is set after it.
+        handle::fchmod(&f, e.meta.permissions()).at(&shown)
+    }
+
+    fn same_bytes(&self, parent: &Dir, seen: &Existing, fill: &mut Fill) -> Result<bool> {
+        let shown = parent.show(&seen.name);
+        let (f, st) = parent
+            .open_file(&seen.name, Some(seen.identity()))
+            .at(&shown)?;
+        let mut cmp = CompareWriter {
+            file: io::BufReader::with_capacity(256 * 1024, f.take(st.st_size as u64)),
+            equal: true,
+            buf: Vec::new(),
+        };
+        let complete = fill(&mut cmp)?;
+        let mut rest = [0u8; 1];
+        Ok(complete && cmp.equal && cmp.file.read(&mut rest).at(&shown)? == 0)
+    }
+
+    fn remove(&self, parent: &Dir, seen: &Existing) -> Result<()> {
+        let shown = parent.show(&seen.name);
+        if seen.is_dir() {
+            let d = parent
+                .open_dir_checked(&seen.name, seen.identity())
+                .at(&shown)?;
+            self.empty_dir(d).at(&shown)?;
+            parent.rmdir_at(&seen.name).at(&shown)
+        } else {
+            parent.unlink_at(&seen.name).at(&shown)
+        }
+    }
+
+    fn count(&self, parent: &Dir, seen: &Existing) -> Result<u64> {
+        if !seen.is_dir() {
+            return Ok(1);
+        }
+        let shown = parent.show(&seen.name);
+        let d = parent
+            .open_dir_checked(&seen.name, seen.identity())
+            .at(&shown)?;
+        Ok(1 + Self::count_tree(d).at(&shown)?)
+    }
+
+    fn read_name_file(&self, dir: &Dir, name: &[u8]) -> Option<Vec<u8>> {
+        let max = crate::restore::MAX_NAME_FILE;
+        dir.read_small(name, max)
+            .ok()
+            .map(|(bytes, _)| bytes)
+            .filter(|b| b.len() <= max)
+    }
+
+    fn resolve(&self, cpath: &[u8]) -> Result<Dir> {
+        let mut d = self.root()?.try_clone().at(&self.path)?;
+        for part in cpath.split(|&c| c == b'/').filter(|p| !p.is_empty()) {
+            d = d.open_dir(part).at(d.show(part))?;
+        }
+        Ok(d)
+    }
+
+    fn sync(&self) -> Result<()> {
+        match &self.root {
+            Some(r) => r.sync_fs().at(&self.path),
+            None => Ok(()),
         }
     }
 }

@@ -1,53 +1,109 @@
-//! Destinations of the view. A sink decides only *where* entries go; what they are
-//! comes from `View`.
+//! Destinations of the view. A sink only writes what the export driver hands it: the
+//! driver walks the source, decides every change once (the plan), and produces the
+//! ciphertext; a sink places it.
+//!
+//! Two shapes of destination exist:
+//! * a [`TreeSink`] holds a tree that can be looked at and changed in any order (a
+//!   directory, an object store): the driver diffs the view against what it holds and
+//!   applies the difference in parallel;
+//! * a [`StreamSink`] is written once, front to back (a tar stream): the driver hands
+//!   it every entry in the one canonical order.
 
 pub mod dir;
 pub mod tar;
+pub mod tar_format;
 
-use crate::content::FileEncryptor;
+use std::io::{self, Write};
+
 use crate::error::Result;
-use crate::sync::{Action, Delta};
-use crate::view::{Entry, View};
+use crate::export::plan::{Delta, Existing};
+use crate::fs::Identity;
+use crate::view::Entry;
 
-/// What a sink did with an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Written {
-    pub action: Action,
-    /// Bytes written to the destination.
-    pub bytes: u64,
-    /// Plaintext bytes read, when the source was read (regular files being written).
-    pub read: Option<u64>,
-    /// What differed from the existing destination entry.
-    pub delta: Delta,
+/// Produces the ciphertext of a regular file into the writer it is given. Returns
+/// `Ok(true)` to keep what was written, `Ok(false)` to throw it away (the source changed
+/// while it was read and will be written again).
+pub type Fill<'a> = dyn FnMut(&mut dyn Write) -> Result<bool> + 'a;
+
+/// A destination that holds a tree: the plan is made against what it holds.
+pub trait TreeSink: Sync {
+    /// A directory of the destination (a handle, a key prefix).
+    type Dir: Send + Sync;
+
+    /// The destination root, created if it does not exist (unless this is a dry run).
+    fn open_root(&self) -> Result<Option<Self::Dir>>;
+    /// What `dir` holds, one record per name (temporary leftovers included).
+    fn list(&self, dir: &Self::Dir) -> Result<Vec<Existing>>;
+    /// Open the existing directory `seen` found by `list` in `parent`.
+    fn open_dir(&self, parent: &Self::Dir, seen: &Existing) -> Result<Self::Dir>;
+    /// Create directory `name` (the name is free) for `e`, to be filled.
+    fn make_dir(&self, parent: &Self::Dir, name: &[u8], e: &Entry) -> Result<Self::Dir>;
+    /// Make an existing directory ready to be filled (writable for this run).
+    fn prepare_dir(&self, dir: &Self::Dir, e: &Entry) -> Result<()>;
+    /// Give a directory its final mode, owner and times, once everything in it is written.
+    fn finish_dir(&self, dir: &Self::Dir, e: &Entry) -> Result<()>;
+    /// Write a regular file under `name` (replacing a non-directory there) with the bytes
+    /// `fill` produces. Returns the identity of what was placed, or `None` when `fill`
+    /// threw the bytes away.
+    fn write_file(
+        &self,
+        parent: &Self::Dir,
+        name: &[u8],
+        e: &Entry,
+        fill: &mut Fill,
+    ) -> Result<Option<Identity>>;
+    /// Write a symlink, FIFO or device node, or a virtual file with `bytes`.
+    fn write_other(&self, parent: &Self::Dir, name: &[u8], e: &Entry, bytes: &[u8]) -> Result<()>;
+    /// Make `name` another name of the file placed at view path `primary` (whose
+    /// identity, when known, is `expect`).
+    fn link(
+        &self,
+        parent: &Self::Dir,
+        name: &[u8],
+        primary: &[u8],
+        expect: Option<Identity>,
+    ) -> Result<()>;
+    /// Fix mode and owner of `seen` in place (content and times already match).
+    fn fix_metadata(&self, parent: &Self::Dir, seen: &Existing, e: &Entry, d: &Delta)
+        -> Result<()>;
+    /// Whether `seen` holds exactly the bytes `fill` produces (`--checksum`).
+    fn same_bytes(&self, parent: &Self::Dir, seen: &Existing, fill: &mut Fill) -> Result<bool>;
+    /// Remove `seen` from `parent`, a whole tree if it is a directory.
+    fn remove(&self, parent: &Self::Dir, seen: &Existing) -> Result<()>;
+    /// How many entries removing `seen` takes (1, or the size of its tree).
+    fn count(&self, parent: &Self::Dir, seen: &Existing) -> Result<u64>;
+    /// The content of the small file `name` in `dir` (a long name's `.name` file), to
+    /// say which plaintext a stale entry was; `None` if it cannot be read.
+    fn read_name_file(&self, dir: &Self::Dir, name: &[u8]) -> Option<Vec<u8>>;
+    /// Find the directory at view path `cpath` again (for work done after the walk).
+    fn resolve(&self, cpath: &[u8]) -> Result<Self::Dir>;
+    /// Make everything written so far durable.
+    fn sync(&self) -> Result<()>;
 }
 
-impl Written {
-    pub fn nothing(action: Action) -> Written {
-        Written {
-            action,
-            bytes: 0,
-            read: None,
-            delta: Delta::default(),
-        }
-    }
+/// What a stream entry carries after its header.
+pub enum Body<'a> {
+    /// Directories, symlinks, FIFOs and devices.
+    None,
+    /// The whole content (virtual files, small files encrypted ahead).
+    Bytes(&'a [u8]),
+    /// Another name of the member at view path `primary` (a hard link).
+    Link(&'a [u8]),
+    /// Exactly `size` bytes, written by the closure straight into the stream.
+    Stream {
+        size: u64,
+        fill: &'a mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    },
 }
 
-pub trait Sink: Sync {
-    /// Make a directory exist so its contents can be written (called before them).
-    fn create_dir(&self, e: &Entry) -> Result<Action>;
-    /// Write a file, symlink, special file or virtual file.
-    fn write_leaf(&self, e: &Entry, view: &View, enc: &mut FileEncryptor) -> Result<Written>;
-    /// Write `e` as another name of the already written `primary` (hard link).
-    fn link(&self, e: &Entry, primary: &Entry) -> Result<Action>;
-    /// Apply a directory's final mode, owner and times, after everything inside it exists.
-    fn finish_dir(&self, e: &Entry) -> Result<()>;
-    /// Note what the destination directory `dir` holds beyond `keep` (its complete view
-    /// listing), for deletion by `delete_stale`. Only incremental sinks have anything to do.
-    fn prune(&self, _dir: &Entry, _keep: &[&[u8]]) -> Result<()> {
-        Ok(())
-    }
-    /// Delete what `prune` found; returns the paths deleted (or that would be).
-    fn delete_stale(&self) -> Result<Vec<std::path::PathBuf>> {
-        Ok(Vec::new())
-    }
+/// A destination written once, front to back, in the view's canonical order.
+pub trait StreamSink {
+    fn entry(&mut self, e: &Entry, body: Body) -> io::Result<()>;
+    /// Bytes written so far.
+    fn position(&self) -> u64;
+    /// End the stream properly.
+    fn finish(&mut self) -> io::Result<()>;
+    /// The run is cut short (a signal, a fatal error): leave what was written so that
+    /// whoever receives it can tell it is incomplete.
+    fn abort(&mut self) -> io::Result<()>;
 }

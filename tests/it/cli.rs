@@ -194,14 +194,17 @@ fn too_long_symlink_is_reported_and_the_rest_exported() {
         "{err}"
     );
     assert!(
-        err.contains("ERRORS"),
+        err.contains("1 ERROR, the backup is incomplete"),
         "summary does not say the backup is incomplete: {err}"
     );
     assert!(dest.join("gocryptfs.conf").exists());
 }
 
+/// The default view is current gocryptfs (2.5 and later): virtual files 10 s after their
+/// source; `--compat 2.3` keeps the source's mtime; `--compat 2.5` is the default spelled
+/// out. The real releases are compared in tests/it/oracles.rs; this pins the option.
 #[test]
-fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
+fn compat_default_is_2_5_and_2_3_keeps_virtual_file_mtimes() {
     use std::os::unix::fs::MetadataExt;
     let (t, src, pw) = setup("compat");
     fs::write(src.join("L".repeat(200)), b"long").unwrap();
@@ -214,30 +217,48 @@ fn compat_2_5_shifts_virtual_file_mtimes_by_ten_seconds() {
             .find(|p| p.to_string_lossy().ends_with(".name"))
             .unwrap()
     };
+    let compat = |v: &'static str| [std::ffi::OsStr::new("--compat"), std::ffi::OsStr::new(v)];
     let d23 = t.join("d23");
-    export_ok(&src, &d23, &pw, &[]);
+    export_ok(&src, &d23, &pw, &compat("2.3"));
     assert_eq!(mtime(&d23.join("gocryptfs.diriv")), mtime(&src));
     let long23 = find_name_file(&d23);
     assert_eq!(mtime(&long23), mtime(&src.join("L".repeat(200))));
-    let d25 = t.join("d25");
-    export_ok(
-        &src,
-        &d25,
-        &pw,
-        &[
-            std::ffi::OsStr::new("--compat"),
-            std::ffi::OsStr::new("2.5"),
-        ],
+    for (label, args) in [("default", &[][..]), ("2.5", &compat("2.5")[..])] {
+        let d = t.join(format!("d-{label}"));
+        export_ok(&src, &d, &pw, args);
+        assert_eq!(
+            mtime(&d.join("gocryptfs.diriv")),
+            mtime(&src) + 10,
+            "{label}"
+        );
+        assert_eq!(
+            mtime(&find_name_file(&d)),
+            mtime(&src.join("L".repeat(200))) + 10,
+            "{label}"
+        );
+        // Contents are the same either way.
+        assert_eq!(
+            fs::read(d23.join("gocryptfs.diriv")).unwrap(),
+            fs::read(d.join("gocryptfs.diriv")).unwrap()
+        );
+    }
+    // Switching views (as --help says) rewrites only the virtual files: here the root's
+    // gocryptfs.diriv and the .name file of the long name.
+    let out = run_ok(
+        cryptbak()
+            .args(["export", "-n", "--passfile"])
+            .arg(&pw)
+            .arg(&src)
+            .arg(&d23),
     );
-    assert_eq!(mtime(&d25.join("gocryptfs.diriv")), mtime(&src) + 10);
-    assert_eq!(
-        mtime(&find_name_file(&d25)),
-        mtime(&src.join("L".repeat(200))) + 10
-    );
-    // Contents are the same either way.
-    assert_eq!(
-        fs::read(d23.join("gocryptfs.diriv")).unwrap(),
-        fs::read(d25.join("gocryptfs.diriv")).unwrap()
+    let changes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = changes.lines().collect();
+    assert_eq!(lines.len(), 2, "{changes}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with(" [gocryptfs.diriv]") || l.ends_with(" [long name]")),
+        "{changes}"
     );
 }
 
@@ -257,6 +278,15 @@ fn info_and_path_mapping_commands() {
     let out = run_ok(cryptbak().args(["info", "--json"]).arg(&src));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["scrypt"]["log2_N"], 10);
+    // cryptbak init wrote it: no gocryptfs release to match, the default view is 2.5.
+    assert_eq!(v["created_by"]["program"], "cryptbak", "{v}");
+    assert_eq!(v["created_by"]["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert_eq!(v["view"]["default_compat"], "2.5", "{v}");
+    assert_eq!(v["view"]["creator_compat"], serde_json::Value::Null, "{v}");
+    assert!(
+        text.contains("view:     export writes the 2.5 view by default"),
+        "{text}"
+    );
 
     let rel = format!("a b/{long}/leaf.txt");
     let out = run_ok(
@@ -313,4 +343,104 @@ fn restore_json_summary_is_parseable() {
     assert_eq!(v["integrity_errors"], 0);
     assert_eq!(v["layout"], "reverse");
     assert_eq!(fs::read(t.join("plain/file")).unwrap(), b"hello");
+}
+
+/// `init` shows the master key as `gocryptfs -init` does (it is the only way in when the
+/// password is lost), with what it is for; the key opens the backup; `-q` prints
+/// nothing; `--masterkey-file` writes it 0400 instead and never over a file.
+#[test]
+fn init_shows_the_master_key_and_the_key_opens_the_backup() {
+    let w = Work::new("init-key");
+    fs::write(w.src.join("f"), b"data").unwrap();
+    let init = |src: &Path, extra: &[&str]| {
+        run(cryptbak()
+            .args(["init", "--scryptn", "10", "--passfile"])
+            .arg(&w.pw)
+            .args(extra)
+            .arg(src))
+    };
+    let out = init(&w.src, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show_output(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Your master key is:"), "{text}");
+    assert!(text.contains("without the password"), "{text}");
+    let key = text.lines().nth(2).unwrap().trim().to_string();
+    assert_eq!(key.len(), 71, "grouped hex: {key}");
+    let (by_pw, by_key) = (w.path("by-pw"), w.path("by-key"));
+    export_ok(&w.src, &by_pw, &w.pw, &[]);
+    run_ok(
+        cryptbak()
+            .args(["export", "-q", "--masterkey"])
+            .arg(&key)
+            .arg(&w.src)
+            .arg(&by_key),
+    );
+    let diffs = crate::tree::compare_trees(&by_pw, &by_key);
+    assert!(
+        diffs.is_empty(),
+        "the printed key is not the config's: {diffs:?}"
+    );
+
+    let quiet = w.path("quiet");
+    fs::create_dir(&quiet).unwrap();
+    let out = init(&quiet, &["-q"]);
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
+
+    let to_file = w.path("to-file");
+    fs::create_dir(&to_file).unwrap();
+    let key_file = w.path("key.txt");
+    let out = init(&to_file, &["--masterkey-file", key_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show_output(&out));
+    assert!(out.stdout.is_empty(), "the key is not printed too");
+    let md = fs::metadata(&key_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
+        0o400
+    );
+    let saved = fs::read_to_string(&key_file).unwrap();
+    run_ok(
+        cryptbak()
+            .args(["export", "-q", "--masterkey"])
+            .arg(saved.trim())
+            .arg(&to_file)
+            .arg(w.path("by-file-key")),
+    );
+    // An existing key file is never overwritten, and then no config is left either.
+    let again = w.path("again");
+    fs::create_dir(&again).unwrap();
+    let out = init(&again, &["--masterkey-file", key_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show_output(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&key_file).unwrap(), saved);
+    assert!(!again.join(".gocryptfs.reverse.conf").exists());
+}
+
+/// Messages name the thing and say in words what is wrong with it, never an `os error`
+/// alone (issue 16).
+#[test]
+fn export_messages_say_what_is_wrong_in_words() {
+    let w = Work::new("messages");
+    init_fast(&w.src, &w.pw);
+    let a_file = w.path("a-file");
+    fs::write(&a_file, b"x").unwrap();
+    for (src, dest, want) in [
+        (w.path("missing"), w.path("d1"), "SRC does not exist"),
+        (
+            a_file.clone(),
+            w.path("d2"),
+            "SRC is a file, not a directory",
+        ),
+        (
+            w.src.clone(),
+            a_file.clone(),
+            "DEST is a file, not a directory",
+        ),
+    ] {
+        let out = run(&mut export_cmd(&src, &dest, &w.pw, &[]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(!err.contains("os error"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
 }

@@ -131,3 +131,82 @@ fn ssh_tar_and_restore_folder() {
     assert_eq!(got.unwrap(), "a,b\n1,2\n");
     assert!(!restored.join("Documents/notes.txt").exists() && !restored.join("notes.txt").exists());
 }
+
+/// The systemd units in examples/systemd pass `systemd-analyze verify` (with the
+/// service's program pointed at this build), and the check can fail: a unit whose
+/// program does not exist is refused.
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let Some(analyze) = crate::gocryptfs::which("systemd-analyze") else {
+        panic!("systemd-analyze is a test requirement (.ci/run installs systemd)");
+    };
+    let t = TestDir::new("ex-systemd");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd");
+    let service = fs::read_to_string(dir.join("cryptbak-export.service")).unwrap();
+    let timer = fs::read_to_string(dir.join("cryptbak-export.timer")).unwrap();
+    assert!(service.contains("ExecStart=/usr/local/bin/cryptbak export "));
+    let verify = |service: &str| {
+        fs::write(t.join("cryptbak-export.service"), service).unwrap();
+        fs::write(t.join("cryptbak-export.timer"), &timer).unwrap();
+        run(Command::new(&analyze)
+            .arg("verify")
+            .arg(t.join("cryptbak-export.service"))
+            .arg(t.join("cryptbak-export.timer")))
+    };
+    let here = service.replace("/usr/local/bin/cryptbak", env!("CARGO_BIN_EXE_cryptbak"));
+    let out = verify(&here);
+    assert!(out.status.success(), "{}", show_output(&out));
+    let broken = service.replace("/usr/local/bin/cryptbak", "/nonexistent/cryptbak");
+    assert!(!verify(&broken).status.success(), "verify accepts anything");
+    // The command line is one export accepts: run with SRC and the password file
+    // swapped for empty test ones, it fails for the missing config (23), not for usage.
+    let pw = write_passfile(t.path());
+    let src = t.join("home");
+    fs::create_dir(&src).unwrap();
+    let line = here
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap()
+        .replace("/etc/cryptbak/home.pw", pw.to_str().unwrap())
+        .replace(" /home ", &format!(" {} ", src.display()))
+        .replace("/var/backups/home-crypt", t.join("dest").to_str().unwrap());
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    assert_eq!(out.status.code(), Some(23), "{}", show_output(&out));
+}
+
+/// The quickstart teaches: it says what it does, its incremental step names the one
+/// plaintext file that changed, gocryptfs agrees with the backup, and the example stays
+/// where the last lines say, with the commands to look at it.
+#[test]
+fn quickstart_shows_the_changed_file_by_name_and_keeps_its_example() {
+    let t = TestDir::new("ex-quickstart");
+    let dir = t.join("example");
+    let out = run_ok(example("quickstart.sh").arg(&dir));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let after_change = text
+        .split("Changing one file (Documents/notes.txt)")
+        .nth(1)
+        .expect("the incremental step is announced");
+    let changes: Vec<&str> = after_change
+        .lines()
+        .filter(|l| l.starts_with('>') || l.starts_with('c') || l.starts_with('*'))
+        .take_while(|l| !l.starts_with("=="))
+        .collect();
+    assert_eq!(changes, [">f.st...... Documents/notes.txt"], "{text}");
+    if crate::gocryptfs::require_gocryptfs("quickstart") {
+        assert!(text.contains("OK: identical"), "{text}");
+    }
+    assert!(
+        text.contains(&format!("The example is in {}", dir.display())),
+        "{text}"
+    );
+    assert!(text.contains("rm -rf"), "{text}");
+    for kept in [
+        "home/Documents/notes.txt",
+        "backup/gocryptfs.conf",
+        "password",
+    ] {
+        assert!(dir.join(kept).exists(), "{kept} is gone: {text}");
+    }
+}

@@ -1,45 +1,206 @@
-//! Driving the real gocryptfs 2.3 binary: init, reverse and forward mounts
+//! Driving real gocryptfs binaries: init, reverse and forward mounts
 //! (unmounted on drop), copying a mounted view, reading the master key.
+//!
+//! Three releases serve as oracles side by side ([`Oracle`]): Debian 12's installed
+//! 2.3 (same view as 2.4), and 2.5.1 and 2.6.1 unpacked from Debian's trixie and sid
+//! packages by `.ci/gocryptfs-oracles`. Everything here uses [`Oracle::DEFAULT`]
+//! (2.6.1, the view cryptbak writes by default) unless a `*_by` variant names another.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::Duration;
 
 use crate::util::{describe, escp, run, run_ok, show_output, TestDir};
 
+/// A real gocryptfs release the interop tests compare against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Oracle {
+    /// Debian 12's package (`gocryptfs` in PATH); 2.4 shows the same view.
+    V2_3,
+    /// Debian 13 "trixie": virtual files' mtimes + 10 s (FORMAT.md §12.2, §21).
+    V2_5_1,
+    /// Debian sid, Arch, recent Fedora: what cryptbak's default view matches.
+    V2_6_1,
+}
+
+impl Oracle {
+    /// The release whose view `cryptbak export` writes without `--compat`.
+    pub const DEFAULT: Oracle = Oracle::V2_6_1;
+    pub const ALL: [Oracle; 3] = [Oracle::V2_3, Oracle::V2_5_1, Oracle::V2_6_1];
+
+    /// The version as `gocryptfs -version` prints it.
+    pub fn version(self) -> &'static str {
+        match self {
+            Oracle::V2_3 => "2.3",
+            Oracle::V2_5_1 => "2.5.1",
+            Oracle::V2_6_1 => "2.6.1",
+        }
+    }
+
+    /// The `cryptbak export`/`verify --source` arguments that reproduce this release's
+    /// reverse view. Empty for the releases the default view matches: a test of 2.5.1
+    /// or 2.6.1 thereby proves the default, a test of 2.3 proves `--compat 2.3`.
+    pub fn compat_args(self) -> &'static [&'static str] {
+        match self {
+            Oracle::V2_3 => &["--compat", "2.3"],
+            Oracle::V2_5_1 | Oracle::V2_6_1 => &[],
+        }
+    }
+
+    /// [`Oracle::compat_args`] as `OsStr`s (for `export_ok` and friends).
+    pub fn compat_os(self) -> Vec<&'static OsStr> {
+        self.compat_args().iter().map(OsStr::new).collect()
+    }
+
+    /// The environment variable `.ci/run` sets to this release's binary.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Oracle::V2_3 => "CRYPTBAK_GOCRYPTFS_2_3",
+            Oracle::V2_5_1 => "CRYPTBAK_GOCRYPTFS_2_5_1",
+            Oracle::V2_6_1 => "CRYPTBAK_GOCRYPTFS_2_6_1",
+        }
+    }
+
+    /// Where the binary is expected when the environment does not say: PATH for the
+    /// distribution's 2.3, the cache `.ci/gocryptfs-oracles` fills for the others (so a
+    /// plain `cargo test` after one `.ci/run` finds them).
+    fn default_location(self) -> Option<PathBuf> {
+        match self {
+            Oracle::V2_3 => which("gocryptfs"),
+            Oracle::V2_5_1 | Oracle::V2_6_1 => {
+                let cache = std::env::var_os("CRYPTBAK_ORACLE_CACHE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/var/cache/cryptbak-ci/gocryptfs"));
+                Some(cache.join(self.version()).join("usr/bin/gocryptfs"))
+            }
+        }
+    }
+
+    /// The path of this release's `gocryptfs`, checked once per test process to exist,
+    /// to run, and to be this version. Panics with what to do when it is not: a missing
+    /// oracle is an installation bug, never a reason to skip.
+    pub fn bin(self) -> &'static Path {
+        static CELLS: [OnceLock<Result<PathBuf, String>>; 3] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let i = Oracle::ALL.iter().position(|&o| o == self).unwrap();
+        match CELLS[i].get_or_init(|| self.resolve()) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn resolve(self) -> Result<PathBuf, String> {
+        match std::env::var_os(self.env_var()) {
+            Some(p) => self.check(Some(PathBuf::from(p)), &format!("${}", self.env_var())),
+            None => self.check(self.default_location(), "the default location"),
+        }
+    }
+
+    /// Checks that `path` (found at `from`) is this release's gocryptfs: it exists,
+    /// runs, and `-version` names this version.
+    fn check(self, path: Option<PathBuf>, from: &str) -> Result<PathBuf, String> {
+        let how = "run `bash .ci/run` (or just `bash .ci/gocryptfs-oracles`, which fetches \
+                   2.5.1 and 2.6.1 from Debian into /var/cache/cryptbak-ci; 2.3 is Debian 12's \
+                   `apt-get install gocryptfs`)";
+        let v = self.version();
+        let shown = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "gocryptfs in PATH".into());
+        let Some(path) = path.filter(|p| p.is_file()) else {
+            return Err(format!(
+                "INSTALL BUG: gocryptfs {v} not found (looked at {from}: {shown}); {how}"
+            ));
+        };
+        let out = Command::new(&path)
+            .arg("-version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("INSTALL BUG: cannot run {shown} (from {from}): {e}; {how}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "gocryptfs 2.3; go-fuse …" (Debian builds print no "v")
+        let ok = out.status.success()
+            && [format!("gocryptfs {v};"), format!("gocryptfs v{v};")]
+                .iter()
+                .any(|p| text.starts_with(p.as_str()));
+        if !ok {
+            return Err(format!(
+                "INSTALL BUG: {shown} (from {from}) is not gocryptfs {v}: `-version` printed \
+                 {:?}; {how}",
+                text.trim()
+            ));
+        }
+        Ok(path)
+    }
+
+    /// A `Command` for this release's `gocryptfs`.
+    pub fn command(self) -> Command {
+        Command::new(self.bin())
+    }
+
+    /// This release's `gocryptfs-xray`, installed beside its `gocryptfs`.
+    pub fn xray(self) -> Option<PathBuf> {
+        let p = self.bin().with_file_name("gocryptfs-xray");
+        p.is_file().then_some(p)
+    }
+}
+
+/// Records one line of the compatibility matrix: `release`'s view or mount was compared
+/// with cryptbak's output, `entries` entries, all identical. Printed (shown with
+/// `--nocapture` or on failure) and, when `CRYPTBAK_ORACLE_MATRIX` names a file,
+/// appended to it in one write: `.ci/oracle-matrix` sums them up per release and check
+/// (stdout interleaves between test threads, the file does not).
+pub fn record_matrix(oracle: Oracle, check: &str, entries: usize, note: &str) {
+    let line = format!(
+        "oracle-matrix\t{}\t{check}\t{entries}\t{note}\n",
+        oracle.version()
+    );
+    print!("{line}");
+    if let Some(path) = std::env::var_os("CRYPTBAK_ORACLE_MATRIX") {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("CRYPTBAK_ORACLE_MATRIX={}: {e}", escp(Path::new(&path))));
+        f.write_all(line.as_bytes()).unwrap();
+    }
+}
+
+/// The check name under which the full interop set (interop_export.rs, tar.rs,
+/// exclude.rs), run against [`Oracle::DEFAULT`], records its comparisons.
+pub const FULL_SET: &str = "full interop set (all comparisons with a mount)";
+
 /// Returns false (after a loud message on stderr) when this machine has no
 /// `/dev/fuse`, so the calling test should return early. Panics when FUSE is
-/// available but the gocryptfs/fusermount binaries are missing: that is an
-/// installation bug, not a reason to skip.
-pub fn require_gocryptfs(test: &str) -> bool {
+/// available but `oracle` or fusermount is missing: that is an installation bug,
+/// not a reason to skip.
+pub fn require_oracle(test: &str, oracle: Oracle) -> bool {
     if !Path::new("/dev/fuse").exists() {
         eprintln!(
-            "\n*** SKIPPING gocryptfs interop test {test}: this machine has no /dev/fuse ***\n"
+            "\n*** SKIPPING gocryptfs {} interop test {test}: this machine has no /dev/fuse ***\n",
+            oracle.version()
         );
         return false;
     }
-    let missing: Vec<&str> = ["gocryptfs", "fusermount"]
-        .into_iter()
-        .filter(|b| {
-            let found = if *b == "fusermount" {
-                which("fusermount").is_some() || which("fusermount3").is_some()
-            } else {
-                which(b).is_some()
-            };
-            !found
-        })
-        .collect();
-    if !missing.is_empty() {
+    if which("fusermount").is_none() && which("fusermount3").is_none() {
         panic!(
-            "INSTALL BUG: /dev/fuse exists but {missing:?} not found in PATH; \
-             run .ci/run or `apt-get install -y gocryptfs fuse3`"
+            "INSTALL BUG: /dev/fuse exists but fusermount is not in PATH; \
+             run .ci/run or `apt-get install -y fuse3`"
         );
     }
+    oracle.bin();
     true
+}
+
+/// [`require_oracle`] for the default oracle.
+pub fn require_gocryptfs(test: &str) -> bool {
+    require_oracle(test, Oracle::DEFAULT)
 }
 
 /// Looks a program up in PATH.
@@ -60,16 +221,26 @@ fn fusermount() -> &'static str {
 
 /// `gocryptfs -init -reverse -q -passfile PW -scryptn 10 [extra] SRC`.
 pub fn init_reverse(src: &Path, passfile: &Path, extra: &[&str]) {
-    init(src, passfile, &[&["-reverse"], extra].concat());
+    init_reverse_by(Oracle::DEFAULT, src, passfile, extra);
+}
+
+/// [`init_reverse`] with the given release.
+pub fn init_reverse_by(oracle: Oracle, src: &Path, passfile: &Path, extra: &[&str]) {
+    init(oracle, src, passfile, &[&["-reverse"], extra].concat());
 }
 
 /// `gocryptfs -init -q -passfile PW -scryptn 10 [extra] DIR`: a forward-mode directory.
 pub fn init_forward(dir: &Path, passfile: &Path, extra: &[&str]) {
-    init(dir, passfile, extra);
+    init_forward_by(Oracle::DEFAULT, dir, passfile, extra);
 }
 
-fn init(src: &Path, passfile: &Path, extra: &[&str]) {
-    let mut c = Command::new("gocryptfs");
+/// [`init_forward`] with the given release.
+pub fn init_forward_by(oracle: Oracle, dir: &Path, passfile: &Path, extra: &[&str]) {
+    init(oracle, dir, passfile, extra);
+}
+
+fn init(oracle: Oracle, src: &Path, passfile: &Path, extra: &[&str]) {
+    let mut c = oracle.command();
     c.arg("-init")
         .arg("-q")
         .arg("-passfile")
@@ -108,6 +279,7 @@ fn mountinfo_escape(p: &[u8]) -> Vec<u8> {
 
 /// A gocryptfs FUSE mount in a fresh temp dir, unmounted on drop.
 pub struct Mount {
+    oracle: Oracle,
     mnt: PathBuf,
     ctlsock: PathBuf,
     log: PathBuf,
@@ -119,14 +291,29 @@ impl Mount {
     /// `gocryptfs -reverse -q -passfile PW [extra] SRC MNT` (with a control
     /// socket, used to translate cipher paths back for failure messages).
     pub fn reverse(src: &Path, passfile: &Path, extra: &[&OsStr]) -> Mount {
+        Mount::reverse_by(Oracle::DEFAULT, src, passfile, extra)
+    }
+
+    /// [`Mount::reverse`] with the given release.
+    pub fn reverse_by(oracle: Oracle, src: &Path, passfile: &Path, extra: &[&OsStr]) -> Mount {
         let mut args: Vec<&OsStr> = vec![OsStr::new("-reverse")];
         args.extend_from_slice(extra);
-        Mount::start(src, Some(passfile), &args, "rev")
+        Mount::start_by(oracle, src, Some(passfile), &args, "rev")
     }
 
     /// `gocryptfs -q -passfile PW CIPHERDIR MNT` (forward mode).
     pub fn forward(cipherdir: &Path, passfile: &Path) -> Mount {
         Mount::start(cipherdir, Some(passfile), &[], "fwd")
+    }
+
+    /// [`Mount::forward`] with the given release and extra options.
+    pub fn forward_by(
+        oracle: Oracle,
+        cipherdir: &Path,
+        passfile: &Path,
+        extra: &[&OsStr],
+    ) -> Mount {
+        Mount::start_by(oracle, cipherdir, Some(passfile), extra, "fwd")
     }
 
     /// Forward mount with extra options (e.g. `-config FILE`).
@@ -137,13 +324,25 @@ impl Mount {
     /// Mount with explicit arguments; `passfile` None means the arguments
     /// supply the key (e.g. `-masterkey`).
     pub fn start(dir: &Path, passfile: Option<&Path>, extra: &[&OsStr], label: &str) -> Mount {
-        let tmp = TestDir::new(&format!("mnt-{label}"));
+        Mount::start_by(Oracle::DEFAULT, dir, passfile, extra, label)
+    }
+
+    /// [`Mount::start`] with the given release. Every mount point is a fresh temporary
+    /// directory, so tests running in parallel never collide.
+    pub fn start_by(
+        oracle: Oracle,
+        dir: &Path,
+        passfile: Option<&Path>,
+        extra: &[&OsStr],
+        label: &str,
+    ) -> Mount {
+        let tmp = TestDir::new(&format!("mnt-{label}-{}", oracle.version()));
         let mnt = tmp.join("mnt");
         fs::create_dir(&mnt).unwrap();
         let ctlsock = tmp.join("ctl.sock");
         let log = tmp.join("gocryptfs.log");
         let logf = File::create(&log).unwrap();
-        let mut c = Command::new("gocryptfs");
+        let mut c = oracle.command();
         c.arg("-q").arg("-nosyslog").arg("-ctlsock").arg(&ctlsock);
         if let Some(pf) = passfile {
             c.arg("-passfile").arg(pf);
@@ -159,6 +358,7 @@ impl Mount {
             .status()
             .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));
         let m = Mount {
+            oracle,
             mnt,
             ctlsock,
             log,
@@ -186,6 +386,11 @@ impl Mount {
 
     pub fn path(&self) -> &Path {
         &self.mnt
+    }
+
+    /// The release that serves this mount.
+    pub fn oracle(&self) -> Oracle {
+        self.oracle
     }
 
     pub fn log_text(&self) -> String {
@@ -228,7 +433,10 @@ impl Mount {
         if cpath.is_empty() {
             return "<root>".to_string();
         }
-        let mut c = Command::new("gocryptfs-xray");
+        let Some(xray) = self.oracle.xray() else {
+            return "?".to_string();
+        };
+        let mut c = Command::new(xray);
         c.arg("-decrypt-paths").arg(&self.ctlsock);
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -321,12 +529,11 @@ pub fn cp_a(from: &Path, to: &Path) -> std::process::Output {
         .stdin(Stdio::null()))
 }
 
-/// The master key of a config file as 64 hex digits, via
+/// The master key of a config file as 64 hex digits, via the default oracle's
 /// `gocryptfs-xray -dumpmasterkey` (password on stdin). None when
 /// gocryptfs-xray is not installed.
 pub fn dump_masterkey(conf: &Path) -> Option<String> {
-    which("gocryptfs-xray")?;
-    let mut c = Command::new("gocryptfs-xray");
+    let mut c = Command::new(Oracle::DEFAULT.xray()?);
     c.arg("-dumpmasterkey").arg(conf);
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -416,6 +623,43 @@ mod tests {
         assert!(
             described.iter().any(|d| d.starts_with("diriv of dir")),
             "{described:?}"
+        );
+    }
+
+    /// Every oracle is there and is the release it claims to be; a missing binary or
+    /// one of another release is refused with a message that says how to get it.
+    #[test]
+    fn harness_oracles_are_the_releases_they_claim() {
+        if !Path::new("/dev/fuse").exists() {
+            eprintln!(
+                "\n*** SKIPPING harness_oracles_are_the_releases_they_claim: no /dev/fuse ***\n"
+            );
+            return;
+        }
+        for o in Oracle::ALL {
+            let out = o.command().arg("-version").output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.starts_with(&format!("gocryptfs {};", o.version())),
+                "{o:?}: {text}"
+            );
+            assert!(o.xray().is_some(), "{o:?}: no gocryptfs-xray beside it");
+        }
+        let missing = Oracle::V2_5_1
+            .check(Some(PathBuf::from("/nonexistent/gocryptfs")), "a test")
+            .unwrap_err();
+        assert!(
+            missing.contains("INSTALL BUG: gocryptfs 2.5.1 not found")
+                && missing.contains("/nonexistent/gocryptfs")
+                && missing.contains(".ci/run"),
+            "{missing}"
+        );
+        let wrong = Oracle::V2_5_1
+            .check(Some(Oracle::V2_6_1.bin().to_path_buf()), "a test")
+            .unwrap_err();
+        assert!(
+            wrong.contains("is not gocryptfs 2.5.1") && wrong.contains("2.6.1"),
+            "{wrong}"
         );
     }
 

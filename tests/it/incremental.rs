@@ -14,8 +14,10 @@ use crate::tree::{build_many_files, build_varied, compare_trees, scan, Builder, 
 use crate::util::*;
 
 /// Export into `dest` (incrementally) and into a fresh directory; both must be equal.
+/// Export incrementally and check the result; returns the view paths (cpaths) the run
+/// listed as changed, one per line.
 fn export_and_check(src: &Path, dest: &Path, pw: &Path, step: &str) -> String {
-    let out = run_ok(&mut export_cmd(src, dest, pw, &[OsStr::new("-v")]));
+    let out = run_ok(&mut export_cmd(src, dest, pw, &[OsStr::new("--json")]));
     let fresh = TestDir::new("fresh");
     let fresh_dest = fresh.join("d");
     export_ok(src, &fresh_dest, pw, &[]);
@@ -33,7 +35,12 @@ fn export_and_check(src: &Path, dest: &Path, pw: &Path, step: &str) -> String {
         leftovers.is_empty(),
         "after {step}: temp files left: {leftovers:?}"
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "change")
+        .map(|v| format!("{}\n", v["cpath"].as_str().unwrap()))
+        .collect()
 }
 
 /// (inode, mtime, mtime_nsec, ctime, ctime_nsec) of every destination entry.
@@ -159,12 +166,15 @@ fn incremental_equals_fresh_export_after_every_kind_of_change() {
         let before = stamps(&dest);
         change(&mut b);
         let out = export_and_check(&src, &dest, &pw, name);
-        assert!(!out.trim().is_empty(), "after {name}: -v listed no change");
+        assert!(
+            !out.trim().is_empty(),
+            "after {name}: --json listed no change"
+        );
         // Entries whose view path and attributes are unchanged must keep inode, mtime
         // and ctime: nothing rewrote or even chmod-ed them. Directories on the changed
         // path and their diriv files legitimately change.
         let after = stamps(&dest);
-        let listed: Vec<&str> = out.lines().filter_map(|l| l.get(12..)).collect();
+        let listed: Vec<&str> = out.lines().collect();
         for (path, old) in &before {
             let Some(new) = after.get(path) else { continue };
             let shown = String::from_utf8_lossy(path);
@@ -355,16 +365,30 @@ fn concurrent_runs_are_locked_out() {
     let t = TestDir::new("lock");
     let src = t.join("src");
     let dest = t.join("dest");
+    let locks = t.join("locks");
     let pw = write_passfile(t.path());
     fs::create_dir(&src).unwrap();
     Builder::new(&src, 1).file(b"a", b"x");
     init_fast(&src, &pw);
     export_ok(&src, &dest, &pw, &[]);
+    // The run lock of DEST, as a running export holds it: named after DEST's device and
+    // inode, in the lock directory.
+    let export = || {
+        let mut c = export_cmd(&src, &dest, &pw, &[]);
+        c.env("CRYPTBAK_LOCK_DIR", &locks);
+        c
+    };
+    run_ok(&mut export());
+    let md = fs::metadata(&dest).unwrap();
+    let lock_file = locks.join(format!("dest-{}-{}.lock", md.dev(), md.ino()));
+    assert!(lock_file.exists(), "the lock file is where the run took it");
     let ready = t.join("locked");
+    // -F and exec: the process we kill is the one holding the lock.
     let mut holder = Command::new("flock")
-        .arg(&dest)
+        .arg("-F")
+        .arg(&lock_file)
         .arg("-c")
-        .arg(format!("touch '{}'; sleep 30", ready.display()))
+        .arg(format!("touch '{}'; exec sleep 30", ready.display()))
         .stdout(Stdio::null())
         .spawn()
         .expect("flock(1) from util-linux");
@@ -376,7 +400,7 @@ fn concurrent_runs_are_locked_out() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = run_code(&mut export_cmd(&src, &dest, &pw, &[]), 1);
+    let out = run_code(&mut export(), 1);
     let _ = holder.kill();
     let _ = holder.wait();
     assert!(
@@ -384,6 +408,27 @@ fn concurrent_runs_are_locked_out() {
         "{}",
         show_output(&out)
     );
+    // A lock on DEST itself, which anyone who can read DEST could take, stops nothing.
+    let ready = t.join("dest-locked");
+    let mut on_dest = Command::new("flock")
+        .arg("-F")
+        .arg(&dest)
+        .arg("-c")
+        .arg(format!("touch '{}'; exec sleep 30", ready.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run(&mut export());
+    let _ = on_dest.kill();
+    let _ = on_dest.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", show_output(&out));
 }
 
 #[test]
@@ -585,4 +630,68 @@ fn file_changed_during_read_is_written_again() {
             diffs.join("\n")
         );
     }
+}
+
+/// One counting rule: a dry run reports exactly the counts the real run then has (kinds,
+/// written, updated in place, unchanged, deleted, with a whole deleted tree counted entry
+/// by entry, as --max-delete counts it), and the kinds add up to what was looked at.
+#[test]
+fn dry_run_counts_equal_the_real_run() {
+    let t = TestDir::new("counts");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    build_varied(
+        &src,
+        VariedOpts {
+            seed: 9,
+            root_gocryptfs_conf: false,
+        },
+    );
+    init_fast(&src, &pw);
+    let summary = |extra: &[&str]| -> serde_json::Value {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("--json")];
+        args.extend(extra.iter().map(OsStr::new));
+        let out = run_ok(&mut export_cmd(&src, &dest, &pw, &args));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let last = text.lines().last().expect("a summary line");
+        let mut v: serde_json::Value = serde_json::from_str(last).unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v.as_object_mut().unwrap().remove("bytes_written");
+        v.as_object_mut().unwrap().remove("bytes_read");
+        v
+    };
+    let check = |what: &str| {
+        let planned = summary(&["-n"]);
+        let done = summary(&[]);
+        assert_eq!(
+            planned, done,
+            "{what}: the dry run's counts differ from the run's"
+        );
+        let n = |k: &str| done[k].as_u64().unwrap();
+        assert_eq!(
+            n("files")
+                + n("dirs")
+                + n("symlinks")
+                + n("specials")
+                + n("hard_links")
+                + n("virtual_files"),
+            n("written") + n("metadata_only") + n("unchanged"),
+            "{what}: the kinds do not add up: {done}"
+        );
+        done
+    };
+    check("fresh export");
+    // Change some, delete a whole subtree (counted entry by entry).
+    let victim = fs::read_dir(&src)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().unwrap().is_dir())
+        .expect("a subdirectory")
+        .path();
+    fs::remove_dir_all(&victim).unwrap();
+    fs::write(src.join("new-file"), b"new").unwrap();
+    let done = check("after changes");
+    assert!(done["deleted"].as_u64().unwrap() > 1, "{done}");
+    check("no change");
 }

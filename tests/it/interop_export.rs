@@ -1,5 +1,6 @@
 //! End-to-end interop: `cryptbak export` must write exactly what
-//! `cp -a` of a `gocryptfs -reverse` (2.3) mount gives, and real gocryptfs
+//! `cp -a` of a `gocryptfs -reverse` mount gives (the default oracle, 2.6.1, with the
+//! default view; tests/it/oracles.rs repeats the core checks for 2.3 and 2.5.1), and real gocryptfs
 //! must be able to mount what cryptbak writes.
 
 use std::collections::BTreeMap;
@@ -9,11 +10,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::gocryptfs::{
-    copy_view, copy_view_allow_errors, dump_masterkey, init_reverse, require_gocryptfs, Mount,
+    copy_view, copy_view_allow_errors, dump_masterkey, init_reverse, record_matrix,
+    require_gocryptfs, Mount, FULL_SET,
 };
 use crate::tree::{
-    build_hardlink_tree, build_many_files, build_varied, compare_trees_with, format_diffs, scan,
-    show_rel, CompareOpts, Diff, VariedOpts,
+    build_hardlink_tree, build_many_files, build_varied, compare_trees_with, count_compared,
+    format_diffs, scan, show_rel, CompareOpts, Diff, VariedOpts,
 };
 use crate::util::{
     cryptbak, export_cmd, export_ok, run, run_code, run_fail, run_ok, show_output, TestDir, Work,
@@ -94,6 +96,9 @@ const LONGNAMEMAX100: Variant = Variant {
 fn assert_same(a: &Path, b: &Path, opts: &CompareOpts, what: &str, mount: Option<&Mount>) {
     let diffs = compare_trees_with(a, b, opts);
     if diffs.is_empty() {
+        if let Some(m) = mount {
+            record_matrix(m.oracle(), FULL_SET, count_compared(a, opts), what);
+        }
         return;
     }
     let annotate = |p: &[u8]| match mount {
@@ -145,6 +150,12 @@ fn check_forward(dest: &Path, src: &Path, pw: &Path, fwd_extra: &[&OsStr], conf_
             m.log_text()
         );
     }
+    record_matrix(
+        m.oracle(),
+        FULL_SET,
+        count_compared(src, &opts),
+        "forward mount of an export",
+    );
 }
 
 /// The whole round trip for one config variant, with the config made by
@@ -485,7 +496,7 @@ fn export_with_custom_config_path() {
     fs::write(w.src.join(CONF), b"not the config\n").unwrap();
     let conf = w.dir.join("outside.conf");
     let cfg: [&OsStr; 2] = [OsStr::new("-config"), conf.as_os_str()];
-    let mut c = std::process::Command::new("gocryptfs");
+    let mut c = crate::gocryptfs::Oracle::DEFAULT.command();
     c.args(["-init", "-reverse", "-q", "-scryptn", "10", "-passfile"])
         .arg(&w.pw)
         .args(cfg)

@@ -1,4 +1,6 @@
+mod attacks;
 mod cli;
+mod deep;
 mod examples;
 mod exclude;
 mod gocryptfs;
@@ -6,6 +8,7 @@ mod harden;
 mod hostile;
 mod incremental;
 mod interop_export;
+mod oracles;
 mod reader;
 mod restore;
 mod restore_util;

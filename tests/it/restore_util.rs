@@ -222,26 +222,15 @@ pub fn restore_cmd(pw: &Path, backup: &Path, dest: &Path) -> Command {
 // ---------------------------------------------------------------- real gocryptfs
 
 /// `false` (after a loud line) if this machine has no FUSE; panics if FUSE is there but
-/// gocryptfs is not: that is an installation bug, not a reason to skip.
+/// the default gocryptfs oracle is not: that is an installation bug, not a reason to skip.
 pub fn have_gocryptfs(test: &str) -> bool {
-    if !Path::new("/dev/fuse").exists() {
-        eprintln!(
-            "\n*** SKIP {test}: no /dev/fuse on this machine: gocryptfs interop NOT tested ***\n"
-        );
-        return false;
-    }
-    let ok = Command::new("gocryptfs")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "INSTALL BUG: /dev/fuse exists but gocryptfs does not run (apt-get install gocryptfs fuse3)");
-    true
+    crate::gocryptfs::require_gocryptfs(test)
 }
 
+/// Runs the default gocryptfs oracle (2.6.1) with these arguments; panics on failure.
 pub fn gocryptfs(args: &[&OsStr]) -> Output {
-    let o = Command::new("gocryptfs")
+    let o = crate::gocryptfs::Oracle::DEFAULT
+        .command()
         .args(args)
         .stdin(Stdio::null())
         .output()

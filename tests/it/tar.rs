@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::gocryptfs::{copy_view, init_reverse, require_gocryptfs, Mount};
+use crate::gocryptfs::{
+    copy_view, init_reverse, record_matrix, require_gocryptfs, Mount, FULL_SET,
+};
 use crate::tree::{
-    build_hardlink_tree, build_many_files, build_varied, compare_trees_with, format_diffs,
-    name_of_len, scan, Builder, CompareOpts, VariedOpts,
+    build_hardlink_tree, build_many_files, build_varied, compare_trees_with, count_compared,
+    format_diffs, name_of_len, scan, Builder, CompareOpts, VariedOpts,
 };
 use crate::util::{
     cryptbak, esc, export_ok, is_root, os, run, run_code, run_ok, show_output, TestDir, Work,
@@ -140,6 +142,9 @@ fn bsd_extract(tar: &Path, into: &Path) {
 fn assert_same(a: &Path, b: &Path, opts: &CompareOpts, what: &str, mount: Option<&Mount>) {
     let diffs = compare_trees_with(a, b, opts);
     if diffs.is_empty() {
+        if let Some(m) = mount {
+            record_matrix(m.oracle(), FULL_SET, count_compared(a, opts), what);
+        }
         return;
     }
     let annotate = |p: &[u8]| mount.map(|m| m.describe_cpath(p)).unwrap_or_default();
@@ -176,6 +181,12 @@ fn check_forward(cipher: &Path, src: &Path, pw: &Path) {
         "forward gocryptfs mount of the extracted archive (B) differs from the plaintext (A):\n{}\n--- gocryptfs log ---\n{}",
         format_diffs(&diffs, 60, &|_| String::new()),
         m.log_text()
+    );
+    record_matrix(
+        m.oracle(),
+        FULL_SET,
+        count_compared(src, &opts),
+        "forward mount of an extracted archive",
     );
 }
 
@@ -558,7 +569,7 @@ fn tar_pax_attributes_match_directory_export() {
 /// test costs no disk space.)
 #[test]
 fn tar_huge_size_goes_into_pax() {
-    use cryptbak::sink::tar::{encode_header, Header, Kind, BLOCK, RECORD};
+    use cryptbak::sink::tar_format::{encode_header, Header, Kind, BLOCK, RECORD};
     use cryptbak::view::Time;
     let d = TestDir::new("tar-huge");
     let size: u64 = 9 << 30;
@@ -731,7 +742,8 @@ fn tar_file_output_and_usage() {
     fs::write(&t, b"old contents").unwrap();
     let out = run_ok(&mut w.tar_cmd(t.as_os_str(), &[]));
     assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("cryptbak: archived 1 files, 1 dirs"),
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("cryptbak: archived 1 file (0.0 MB), 1 directory"),
         "{}",
         show_output(&out)
     );
@@ -883,4 +895,64 @@ fn tar_respects_excludes() {
     assert_same_as_bsdtar(&x, &y, "GNU tar -x (A) vs bsdtar -x (B), with excludes");
     // root: diriv, conf, keep/ (diriv, a) — nothing else
     assert_eq!(members(&tar).len(), 6, "{:?}", members(&tar));
+}
+
+/// SIGINT or SIGTERM during `--tar -`: the stream stops without the end-of-archive
+/// marker (and, when it stopped between members, with the header of a member whose data
+/// never comes), so the receiving tar reports a truncated archive instead of taking a
+/// partial backup for a whole one. Exit code 130. Caught while the output grows, both
+/// in the middle of a large file and among many small ones.
+#[test]
+fn an_interrupted_tar_stream_is_rejected_by_tar() {
+    let w = Work::new("tar-interrupted");
+    let b = build_many_files(&w.src, 20, 100);
+    fs::File::create(b.p(b"zz-big"))
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    crate::util::init_fast(&w.src, &w.pw);
+    for (sig, at) in [("INT", 64u64 << 10), ("TERM", 2 << 20), ("INT", 64 << 20)] {
+        let out_path = w.path(&format!("out-{sig}-{at}.tar"));
+        let caught = (0..5).find_map(|_| {
+            let out = fs::File::create(&out_path).unwrap();
+            let child = cryptbak()
+                .args(["export", "-q", "--passfile"])
+                .arg(&w.pw)
+                .args(["--tar", "-"])
+                .arg(&w.src)
+                .stdout(out)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // The stream is under way while the output grows and is not yet whole.
+            let busy = || {
+                let n = fs::metadata(&out_path).map_or(0, |m| m.len());
+                (n > at && n < (500 << 20)).then(|| out_path.clone())
+            };
+            crate::util::signal_while(child, sig, busy)
+        });
+        let out = caught.unwrap_or_else(|| panic!("SIG{sig}: never caught the stream mid-way"));
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "SIG{sig}: {}",
+            show_output(&out)
+        );
+        let listed = Command::new("tar")
+            .arg("-tf")
+            .arg(&out_path)
+            .output()
+            .unwrap();
+        assert!(
+            !listed.status.success(),
+            "SIG{sig} after {at} bytes: tar -t accepts the interrupted archive\n{}",
+            show_output(&listed)
+        );
+        let bsd = Command::new("bsdtar")
+            .arg("-tf")
+            .arg(&out_path)
+            .output()
+            .unwrap();
+        assert!(!bsd.status.success(), "SIG{sig}: bsdtar -t accepts it");
+    }
 }

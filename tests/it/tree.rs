@@ -607,6 +607,12 @@ fn ignored(p: &[u8], opts: &CompareOpts) -> bool {
         .any(|i| p == i.as_slice() || (p.len() > i.len() && p.starts_with(i) && p[i.len()] == b'/'))
 }
 
+/// How many entries of `a` a comparison with `opts` looks at (for the counts in the
+/// compatibility matrix).
+pub fn count_compared(a: &Path, opts: &CompareOpts) -> usize {
+    scan(a).keys().filter(|p| !ignored(p, opts)).count()
+}
+
 /// `compare_trees` with options; returns structured differences.
 pub fn compare_trees_with(a: &Path, b: &Path, opts: &CompareOpts) -> Vec<Diff> {
     let ma = scan(a);

@@ -184,7 +184,8 @@ fn progress_moves_during_one_large_file() {
         .split(['\r', '\n'])
         .filter_map(|l| {
             let (count, rest) = l.split_once(" entries, ")?;
-            let entries = count.rsplit(' ').next()?.parse().ok()?;
+            let count = count.rsplit(' ').next()?;
+            let entries = count.split('/').next()?.parse().ok()?;
             let mb = rest.split_once(" MB written")?.0.to_string();
             Some((entries, mb))
         })
@@ -195,5 +196,11 @@ fn progress_moves_during_one_large_file() {
     assert!(
         moved,
         "the MB figure never moved between entries:\n{draws:?}"
+    );
+    // The view was counted alongside (root, config, diriv, big): a total and an ETA.
+    assert!(
+        seen.split(['\r', '\n'])
+            .any(|l| l.contains("/4 entries, ") && l.contains("ETA")),
+        "no total or ETA on the progress line:\n{seen}"
     );
 }

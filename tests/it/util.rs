@@ -16,7 +16,10 @@ pub const PASSWORD: &str = "interop test password";
 
 /// A `Command` for the `cryptbak` binary built by cargo for this test run.
 pub fn cryptbak() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cryptbak"));
+    // CRYPTBAK_IT_BIN runs a test against another build, to show it fails without a fix.
+    let bin = std::env::var_os("CRYPTBAK_IT_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cryptbak").into());
+    let mut c = Command::new(bin);
     c.stdin(Stdio::null());
     c
 }
@@ -382,4 +385,192 @@ pub fn signal_while(
     busy: impl Fn() -> Option<PathBuf>,
 ) -> Option<Output> {
     while_frozen(child, busy, |pid| kill(sig, pid))
+}
+
+// ---- mounts and privileges --------------------------------------------------------
+
+/// A tmpfs mounted on a directory for the length of a test; unmounted
+/// (lazily, so that a failed test cannot leave it busy) on drop. Declare it
+/// after the `TestDir` holding it, so that it is dropped first.
+pub struct Tmpfs {
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size}"))
+                .arg("tmpfs")
+                .arg(dir),
+        );
+        Tmpfs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn resize(&self, size: &str) {
+        run_ok(
+            Command::new("mount")
+                .args(["-o"])
+                .arg(format!("remount,size={size}"))
+                .arg(&self.dir),
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// False (after a loud line) when not root: tmpfs mounts and uid switches need it.
+pub fn need_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("SKIPPED {test}: needs root (tmpfs mounts, setpriv)");
+    false
+}
+
+// ---- attacks: an unprivileged local user against a root run ----------------------
+
+/// The unprivileged user attack tests run as (created on first use).
+pub struct Attacker {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+const ATTACKER: &str = "cryptbak-attacker";
+
+/// Swaps pairs of names with renameat2(RENAME_EXCHANGE), round-robin, as fast as it
+/// can, until the stop file exists or a bound of iterations is reached (so a lost test
+/// never leaves it running for long). Arguments: stop file, started mark, the target
+/// of symlinks to put back ("-" for none), then the pairs. When neither name of a pair
+/// is a symlink any more (the run under attack removed it), the second is made one
+/// again, so that the attack goes on for the whole test.
+const SWAPPER: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+stop, started, relink = sys.argv[1], sys.argv[2], sys.argv[3]
+relink = None if relink == "-" else relink.encode()
+args = [s.encode() for s in sys.argv[4:]]
+pairs = list(zip(args[0::2], args[1::2]))
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+open(started, "w").close()
+for i in range(20_000_000):
+    a, b = pairs[i % len(pairs)]
+    libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+    if relink and i % 64 < len(pairs) and not os.path.islink(a) and not os.path.islink(b):
+        try:
+            os.rename(b, b + b".old%d" % i)
+            os.symlink(relink, b)
+        except OSError:
+            pass
+    if i % 256 == 0 and os.path.exists(stop):
+        break
+"#;
+
+/// The attacker user, created with `useradd` the first time (tests run as root).
+pub fn attacker() -> &'static Attacker {
+    static A: std::sync::OnceLock<Attacker> = std::sync::OnceLock::new();
+    A.get_or_init(|| {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").arg(flag).arg(ATTACKER).output().ok()?;
+            String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+        };
+        if id("-u").is_none() {
+            // Another test binary may create it at the same time: the result counts.
+            let _ = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                ])
+                .arg(ATTACKER)
+                .output();
+        }
+        Attacker {
+            uid: id("-u").expect("useradd made the attacker user"),
+            gid: id("-g").expect("the attacker user has a group"),
+        }
+    })
+}
+
+impl Attacker {
+    /// A command that runs as the attacker, with no supplementary groups.
+    pub fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg("--")
+            .arg(prog);
+        c
+    }
+
+    /// Give `path` (not following a symlink) to the attacker.
+    pub fn own(&self, path: &Path) {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).unwrap();
+    }
+
+    /// Start swapping each pair of names (as the attacker) until the guard is dropped.
+    /// With `relink`, the second name of a pair is a symlink there, put back whenever
+    /// the run under attack removes it.
+    pub fn swap(
+        &self,
+        work: &Path,
+        pairs: &[(PathBuf, PathBuf)],
+        relink: Option<&Path>,
+    ) -> Swapping {
+        let script = work.join("swapper.py");
+        fs::write(&script, SWAPPER).unwrap();
+        let stop = work.join("swapper.stop");
+        let _ = fs::remove_file(&stop);
+        // The attacker writes its "started" mark in a directory of its own.
+        let marks = work.join("swapper.marks");
+        let _ = fs::create_dir(&marks);
+        self.own(&marks);
+        let started = marks.join("started");
+        let _ = fs::remove_file(&started);
+        // Debian's python3: a user's PATH may lead to an interpreter only root can run.
+        let mut cmd = self.cmd("/usr/bin/python3");
+        cmd.arg(&script)
+            .arg(&stop)
+            .arg(&started)
+            .arg(relink.map_or(Path::new("-"), |p| p));
+        for (a, b) in pairs {
+            cmd.arg(a).arg(b);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 runs the attacker's swap loop");
+        let deadline = Instant::now() + timeout();
+        while !started.exists() {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("the swap loop exited at once ({st})");
+            }
+            assert!(Instant::now() < deadline, "the swap loop never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Swapping { child, stop }
+    }
+}
+
+/// A running swap loop; stopped and waited for on drop.
+pub struct Swapping {
+    child: std::process::Child,
+    stop: PathBuf,
+}
+
+impl Drop for Swapping {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.stop, b"");
+        let _ = self.child.wait();
+    }
 }

@@ -287,7 +287,7 @@ fn verify_source_lists_differences() {
     let has = |prefix: &str, plain: &str| {
         lines
             .iter()
-            .any(|l| l.starts_with(prefix) && l.ends_with(&format!("[plaintext: {plain}]")))
+            .any(|l| l.starts_with(prefix) && l.ends_with(&format!(" {plain}")))
     };
     assert!(has(">f+++++++++ ", "new.txt"), "{out}");
     assert!(has("*deleting ", "sub/b.txt"), "{out}");

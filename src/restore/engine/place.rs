@@ -165,9 +165,7 @@ impl<W: Writer> Engine<'_, W> {
                                 "setuid/setgid bit not restored (the format does not authenticate modes; --keep-setuid keeps it)",
                             );
                         }
-                        self.rep
-                            .progress
-                            .entry_done(&cpath, staged.report.plain_len);
+                        self.rep.progress.entry_done(&path, staged.report.plain_len);
                         st.placed.insert(self.key(&cpath));
                         if staged.suspect {
                             st.placed_suspects.insert(cpath, Placed::File);

@@ -1,0 +1,441 @@
+//! A directory handle, and every filesystem operation cryptbak performs below a root the
+//! user named: relative to an open directory, never following a symlink.
+//!
+//! cryptbak runs as root over other people's files and writes into directories other
+//! people own (DESIGN.md, "handles, never paths"). A path string is resolved anew by
+//! the kernel on every call, so any component of it can be swapped for a symlink
+//! between two calls; a handle cannot. Every directory below a root is therefore opened
+//! with `openat(parent, name, O_DIRECTORY | O_NOFOLLOW)`, every other operation is an
+//! `*at` call on such a handle with `AT_SYMLINK_NOFOLLOW` (or an `f*` call on a handle
+//! whose identity was checked), and names never contain `/`. This is what gocryptfs's
+//! reverse mode does too (`OpenDirNofollow`, `openBackingDir`).
+//!
+//! The path kept beside each handle is for messages only: nothing resolves it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat, Timespec, Timestamps};
+
+/// Flags of every directory open below a root.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Flags of every file opened for reading: no symlink is followed, a FIFO or device
+/// swapped in does not block the open (the type is checked on the handle afterwards),
+/// and a terminal never becomes our controlling terminal.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// What an entry is and which inode it is: enough to tell whether a handle opened later
+/// is the entry a listing saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub file_type: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Identity {
+    pub fn of(st: &Stat) -> Identity {
+        Identity {
+            file_type: st.st_mode & S_IFMT,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFLNK: u32 = 0o120000;
+
+/// An open directory. Dropping it closes the descriptor.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    /// For messages only.
+    path: PathBuf,
+}
+
+/// The error returned when a handle turns out not to be what the listing saw.
+pub fn replaced(what: &str) -> io::Error {
+    io::Error::other(format!(
+        "was replaced by {what} while the backup ran (changed during the backup)"
+    ))
+}
+
+fn errno(e: rustix::io::Errno) -> io::Error {
+    e.into()
+}
+
+impl Dir {
+    /// Open a root the user named on the command line. A symlink there is followed,
+    /// as every command-line tool does with the paths it is given.
+    pub fn open_root(path: &Path) -> io::Result<Dir> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        Ok(Dir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The path this handle was reached by, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `self.path()/name`, for messages.
+    pub fn show(&self, name: &[u8]) -> PathBuf {
+        self.path.join(OsStr::from_bytes(name))
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// A second handle on the same directory.
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Open the subdirectory `name` without following a symlink.
+    pub fn open_dir(&self, name: &[u8]) -> io::Result<Dir> {
+        let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).map_err(errno)?;
+        Ok(Dir {
+            fd,
+            path: self.show(name),
+        })
+    }
+
+    /// Open the subdirectory `name` and check it is the directory a listing saw.
+    pub fn open_dir_checked(&self, name: &[u8], want: Identity) -> io::Result<Dir> {
+        let d = self.open_dir(name).map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+            {
+                replaced("something that is not a directory")
+            } else {
+                e
+            }
+        })?;
+        if Identity::of(&d.stat()?) != want {
+            return Err(replaced("another directory"));
+        }
+        Ok(d)
+    }
+
+    pub fn stat(&self) -> io::Result<Stat> {
+        rustix::fs::fstat(&self.fd).map_err(errno)
+    }
+
+    /// `lstat` of `name` in this directory.
+    pub fn stat_at(&self, name: &[u8]) -> io::Result<Stat> {
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)
+    }
+
+    /// `lstat` of `name`, or `None` when nothing has that name.
+    pub fn stat_at_opt(&self, name: &[u8]) -> io::Result<Option<Stat>> {
+        match self.stat_at(name) {
+            Ok(st) => Ok(Some(st)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn read_link_at(&self, name: &[u8]) -> io::Result<Vec<u8>> {
+        Ok(rustix::fs::readlinkat(&self.fd, name, Vec::new())
+            .map_err(errno)?
+            .into_bytes())
+    }
+
+    /// The names in this directory (without `.` and `..`), in getdents order. A read
+    /// error part-way is returned beside what was read before it.
+    pub fn names(&self) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
+        // A fresh open description of the same directory, so that concurrent listings
+        // of one handle never share a getdents position.
+        let fd = rustix::fs::openat(&self.fd, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
+        let mut buf = Vec::with_capacity(32 * 1024);
+        let mut iter = RawDir::new(&fd, buf.spare_capacity_mut());
+        let mut names = Vec::new();
+        while let Some(item) = iter.next() {
+            match item {
+                Ok(entry) => {
+                    let n = entry.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        names.push(OsString::from_vec(n.to_vec()));
+                    }
+                }
+                Err(e) => return Ok((names, Some(errno(e)))),
+            }
+        }
+        Ok((names, None))
+    }
+
+    /// Open the regular file `name` for reading: never a symlink, never blocking on a
+    /// FIFO or device, and only if it is still the inode `want` (when given).
+    pub fn open_file(&self, name: &[u8], want: Option<Identity>) -> io::Result<(File, Stat)> {
+        let fd = rustix::fs::openat(&self.fd, name, READ_FLAGS, Mode::empty()).map_err(|e| {
+            if e == rustix::io::Errno::LOOP {
+                replaced("a symlink")
+            } else {
+                errno(e)
+            }
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        if st.st_mode & S_IFMT != S_IFREG {
+            return Err(replaced("something that is not a regular file"));
+        }
+        if want.is_some_and(|w| w != Identity::of(&st)) {
+            return Err(replaced("another file"));
+        }
+        Ok((File::from(fd), st))
+    }
+
+    /// Open `name` only when it is a regular file (no symlink, FIFO or device is ever
+    /// opened) and read at most `max + 1` bytes: a longer result tells the caller the
+    /// file is larger than it may be.
+    pub fn read_small(&self, name: &[u8], max: usize) -> io::Result<(Vec<u8>, Stat)> {
+        use std::io::Read;
+        let (f, st) = self.open_file(name, None)?;
+        let mut v = Vec::new();
+        f.take(max as u64 + 1).read_to_end(&mut v)?;
+        Ok((v, st))
+    }
+
+    /// [`Dir::read_small`], except that a symlink at `name` is followed: gocryptfs
+    /// follows one at the config's place, so a config may live elsewhere. It is still
+    /// only ever a regular file that is opened and read.
+    pub fn read_small_following(&self, name: &[u8], max: usize) -> io::Result<(Vec<u8>, Stat)> {
+        use std::io::Read;
+        let flags = READ_FLAGS.difference(OFlags::NOFOLLOW);
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty()).map_err(errno)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        if st.st_mode & S_IFMT != S_IFREG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let mut v = Vec::new();
+        File::from(fd).take(max as u64 + 1).read_to_end(&mut v)?;
+        Ok((v, st))
+    }
+
+    // ---- writing ----------------------------------------------------------------
+
+    pub fn mkdir_at(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)).map_err(errno)
+    }
+
+    /// Create a new regular file, failing if anything (a symlink included) has the name.
+    pub fn create_new(&self, name: &[u8], mode: u32) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(errno)?;
+        Ok(File::from(fd))
+    }
+
+    pub fn symlink_at(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
+        rustix::fs::symlinkat(target, &self.fd, name).map_err(errno)
+    }
+
+    /// Create a FIFO or device node.
+    pub fn mknod_at(&self, name: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
+        let kind = FileType::from_raw_mode(mode);
+        rustix::fs::mknodat(
+            &self.fd,
+            name,
+            kind,
+            Mode::from_raw_mode(mode & 0o7777),
+            rdev,
+        )
+        .map_err(errno)
+    }
+
+    /// Rename `from` in this directory to `to` in `dest`, replacing a non-directory there.
+    pub fn rename_to(&self, from: &[u8], dest: &Dir, to: &[u8]) -> io::Result<()> {
+        rustix::fs::renameat(&self.fd, from, &dest.fd, to).map_err(errno)
+    }
+
+    /// Make `to` in this directory another name of `from` in `src` (never following a
+    /// symlink at `from`).
+    pub fn link_from(&self, src: &Dir, from: &[u8], to: &[u8]) -> io::Result<()> {
+        rustix::fs::linkat(&src.fd, from, &self.fd, to, AtFlags::empty()).map_err(errno)
+    }
+
+    pub fn unlink_at(&self, name: &[u8]) -> io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(errno)
+    }
+
+    pub fn rmdir_at(&self, name: &[u8]) -> io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR).map_err(errno)
+    }
+
+    /// Owner of `name` itself (a symlink is not followed).
+    pub fn chown_at(&self, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+        rustix::fs::chownat(
+            &self.fd,
+            name,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
+    /// Times of `name` itself (a symlink is not followed, nothing is opened).
+    pub fn set_times_at(
+        &self,
+        name: &[u8],
+        atime: (i64, u32),
+        mtime: (i64, u32),
+    ) -> io::Result<()> {
+        rustix::fs::utimensat(
+            &self.fd,
+            name,
+            &timestamps(atime, mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
+    /// Mode of this directory itself.
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(errno)
+    }
+
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        fchown(&self.fd, uid, gid)
+    }
+
+    pub fn set_times(&self, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+        set_times(&self.fd, atime, mtime)
+    }
+
+    /// Flush everything written to this directory's filesystem to stable storage.
+    pub fn sync_fs(&self) -> io::Result<()> {
+        rustix::fs::syncfs(&self.fd).map_err(errno)
+    }
+}
+
+fn timestamps(atime: (i64, u32), mtime: (i64, u32)) -> Timestamps {
+    let ts = |(sec, nsec): (i64, u32)| Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.into(),
+    };
+    Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
+    }
+}
+
+pub fn fchown(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(errno)
+}
+
+pub fn fchmod(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(errno)
+}
+
+pub fn set_times(fd: impl AsFd, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+    rustix::fs::futimens(fd, &timestamps(atime, mtime)).map_err(errno)
+}
+
+pub fn fstat(fd: impl AsFd) -> io::Result<Stat> {
+    rustix::fs::fstat(fd).map_err(errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_follows_symlinks_below_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"data").unwrap();
+        std::os::unix::fs::symlink("d", t.path().join("ld")).unwrap();
+        std::os::unix::fs::symlink("d/f", t.path().join("lf")).unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        assert!(
+            root.open_dir(b"ld").is_err(),
+            "a symlinked directory is not opened"
+        );
+        let err = root.open_file(b"lf", None).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        let d = root.open_dir(b"d").unwrap();
+        let (mut f, st) = d.open_file(b"f", None).unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        assert_eq!((s.as_str(), st.st_size), ("data", 4));
+        let want = Identity::of(&root.stat_at(b"d").unwrap());
+        assert!(root.open_dir_checked(b"d", want).is_ok());
+        let other = Identity {
+            ino: want.ino + 1,
+            ..want
+        };
+        assert!(root.open_dir_checked(b"d", other).is_err());
+        let (mut names, err) = root.names().unwrap();
+        names.sort();
+        assert!(err.is_none());
+        assert_eq!(names, ["d", "ld", "lf"]);
+    }
+
+    #[test]
+    fn fifos_and_devices_are_never_opened_for_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        root.mknod_at(b"fifo", 0o010600, 0).unwrap();
+        let err = root.open_file(b"fifo", None).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(root.read_small(b"fifo", 10).is_err());
+    }
+
+    #[test]
+    fn small_reads_are_capped() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"0123456789").unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        assert_eq!(root.read_small(b"f", 4).unwrap().0, b"01234");
+        assert_eq!(root.read_small(b"f", 10).unwrap().0, b"0123456789");
+    }
+
+    #[test]
+    fn create_new_never_replaces_or_follows() {
+        let t = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/nonexistent-target", t.path().join("l")).unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        assert!(root.create_new(b"l", 0o600).is_err());
+        assert!(!Path::new("/nonexistent-target").exists());
+        root.create_new(b"n", 0o600).unwrap();
+        assert!(root.create_new(b"n", 0o600).is_err());
+    }
+}
