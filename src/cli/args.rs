@@ -30,7 +30,7 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into the directory DEST, or as a tar stream (--tar)
     Export(ExportArgs),
-    /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating everything
+    /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating contents and names
     Restore(RestoreArgs),
     /// List a backup's decrypted names, sizes and times, without restoring anything
     Ls(LsArgs),
@@ -320,6 +320,19 @@ pub struct BackupKeyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    long_about = "Decrypt a backup back to plaintext in DEST: a cryptbak export, a copy of a gocryptfs \
+-reverse mount (cp -a, rsync -a with or without -H, tar), a forward-mode gocryptfs directory \
+(AES-GCM, AES-SIV or XChaCha20-Poly1305), or a tar stream of any of them. Every block is \
+authenticated before its plaintext appears under its real name; nothing is written outside DEST.\n\n\
+The gocryptfs format authenticates contents, names and symlink targets, not owners, modes, times \
+or file types. So setuid/setgid bits of files are dropped and device nodes are not created unless \
+asked for (--keep-setuid, --devices); each one is counted in the summary and named with -v. As root, \
+owners are restored (as tar does).",
+    after_help = "Exit codes: 0 everything restored, 2 some entries could not be restored, 12 wrong \
+password, 23 config missing or invalid, 26 integrity errors (tampered or damaged backup), 1 other \
+fatal errors, 64 usage errors, 130 interrupted."
+)]
 pub struct RestoreArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
@@ -344,9 +357,21 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub reverse: bool,
 
+    /// Keep the setuid and setgid bits of files (dropped by default: the format does not authenticate modes, so anyone with write access to the backup storage can set them)
+    #[arg(long)]
+    pub keep_setuid: bool,
+
+    /// Create device nodes (skipped by default: the format does not authenticate file types or device numbers)
+    #[arg(long)]
+    pub devices: bool,
+
     /// Number of worker threads (default: one per core)
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Name each entry left out by the metadata policy (setuid bits, device nodes) and each hard link split by a copy tool that was rejoined
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Print only problems
     #[arg(short, long)]
@@ -368,6 +393,12 @@ pub struct RestoreArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    long_about = "List a backup's entries under their decrypted names, with modes, owners, sizes and \
+mtimes. Of a backup directory, only names and symlink targets are decrypted (sizes come from the \
+ciphertext sizes; contents are not read: use verify). With --tar, the stream is read whole and \
+authenticated as a restore would, nothing written; the sizes are then the plaintext's."
+)]
 pub struct LsArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
@@ -376,7 +407,11 @@ pub struct LsArgs {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
-    /// The backup directory
+    /// BACKUP is a tar stream of a backup (a file, or - for standard input)
+    #[arg(long)]
+    pub tar: bool,
+
+    /// The backup directory, or with --tar a tar file or -
     pub backup: PathBuf,
 
     /// Plaintext path inside the backup to list [default: the root]
@@ -389,7 +424,12 @@ pub struct LsArgs {
 file, every name, every long-name .name file and every symlink target is authenticated (the \
 gocryptfs -fsck that reverse-made trees lack). For backups made by cryptbak export or copied from a \
 gocryptfs -reverse mount, the IVs stored in each gocryptfs.diriv, file header and symlink are also \
-checked against their paths, which catches files that were moved or swapped with one another.\n\n\
+checked against their paths, which catches files that were moved or swapped with one another. \
+verify is a restore that writes nothing: it reaches the same verdict as restore.\n\n\
+What is authenticated: file contents, names and symlink targets, and in reverse-made backups each \
+entry's place in the tree. What is not (the gocryptfs format has no way to): owners, modes, times \
+and file types. A restore therefore drops setuid/setgid bits and skips device nodes unless asked \
+(restore --keep-setuid, --devices); verify counts them.\n\n\
 With --source SRC, the source is also encrypted again (nothing is written) and compared with the \
 backup byte for byte, like rclone cryptcheck: every difference is printed on stdout as one itemized \
 line, as `cryptbak export -n` shows it (>f+++++++++ missing from the backup, >fcs...... different \
@@ -422,9 +462,17 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub reverse: bool,
 
+    /// BACKUP is a tar stream of a backup (a file, or - for standard input), read in one pass
+    #[arg(long, conflicts_with = "source")]
+    pub tar: bool,
+
     /// Number of worker threads (default: one per core)
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Name each entry a restore would leave out by its metadata policy (setuid bits, device nodes), and each hard link split by a copy tool
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Print a JSON summary object on stdout (problems stay on stderr)
     #[arg(long)]
@@ -434,7 +482,7 @@ pub struct VerifyArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// The backup directory (a cryptbak export, a copy of a gocryptfs -reverse mount, or a forward-mode gocryptfs directory)
+    /// The backup: a directory (a cryptbak export, a copy of a gocryptfs -reverse mount, or a forward-mode gocryptfs directory), or with --tar a tar file or -
     pub backup: PathBuf,
 
     // Last: its help heading would otherwise also cover the options after it. Only used

@@ -3,11 +3,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use cryptbak::config::{Config, Creator, Flag};
-use cryptbak::cryptor::Cryptor;
-use cryptbak::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::backup::paths as pathmap;
+use cryptbak::format::config::{Config, Creator, Flag};
+use cryptbak::format::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::format::Cryptor;
 use cryptbak::view::ViewVersion;
-use cryptbak::{pathmap, Error, Result};
+use cryptbak::{Error, Result};
 
 use super::args::{DecryptPathArgs, EncryptPathArgs, InfoArgs};
 use super::commands::unlock;
@@ -133,9 +134,26 @@ fn view_line(aes_siv: bool, creator: &Creator, creator_view: Option<ViewVersion>
     }
 }
 
-fn cryptor_for(key: &super::args::KeyArgs, default_config: &Path) -> Result<Cryptor> {
+/// The keys of the reverse view (`reverse`, for encrypt-path) or of a backup to read.
+fn cryptor_for(
+    key: &super::args::KeyArgs,
+    default_config: &Path,
+    reverse: bool,
+) -> Result<Cryptor> {
     let u = unlock(key, default_config, "no such file")?;
-    Ok(Cryptor::new(&u.master, u.format))
+    let aead = Some(cryptbak::format::content::Aead::of(&u.format));
+    if reverse {
+        Cryptor::new(&u.master, u.format)
+    } else {
+        Cryptor::for_reading(&u.master, u.format, aead)
+    }
+    .map_err(|e| Error::ConfigUnsupported {
+        path: key
+            .config
+            .clone()
+            .unwrap_or_else(|| default_config.to_path_buf()),
+        msg: e.to_string(),
+    })
 }
 
 fn print_bytes(b: &[u8]) {
@@ -143,7 +161,7 @@ fn print_bytes(b: &[u8]) {
 }
 
 pub fn encrypt_path(a: &EncryptPathArgs) -> Result<i32> {
-    let cryptor = cryptor_for(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
+    let cryptor = cryptor_for(&a.key, &a.src.join(REVERSE_CONF_NAME), true)?;
     for p in &a.paths {
         let c = pathmap::encrypt_path(&cryptor, p.as_os_str().as_bytes()).map_err(|_| {
             Error::invalid(
@@ -157,7 +175,7 @@ pub fn encrypt_path(a: &EncryptPathArgs) -> Result<i32> {
 }
 
 pub fn decrypt_path(a: &DecryptPathArgs) -> Result<i32> {
-    let cryptor = cryptor_for(&a.key, &a.backup.join(CONF_NAME))?;
+    let cryptor = cryptor_for(&a.key, &a.backup.join(CONF_NAME), false)?;
     for p in &a.paths {
         print_bytes(&pathmap::decrypt_path(
             &cryptor,

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use cryptbak::cryptor::Cryptor;
+use cryptbak::format::Cryptor;
 use cryptbak::fs::Dir;
 use cryptbak::view::{ConfigFile, Meta, View, ViewOptions, ViewVersion};
 use cryptbak::{Error, Result};
@@ -58,14 +58,12 @@ pub(crate) fn open_source(
     let selection = selection(select)?;
     let shown = src.join(cryptbak::names::REVERSE_CONF_NAME);
     let (unlocked, loaded) = unlock_at(key, ConfigAt::Source(&dir, shown.clone()), missing_hint)?;
-    if !unlocked.format.aes_siv {
-        return Err(Error::ConfigUnsupported {
+    // Reverse mode needs AES-SIV: the library refuses other formats.
+    let cryptor =
+        Cryptor::new(&unlocked.master, unlocked.format).map_err(|e| Error::ConfigUnsupported {
             path: key.config.clone().unwrap_or(shown),
-            msg: "not a reverse-mode config (no AESSIV flag): create one with `cryptbak init`"
-                .into(),
-        });
-    }
-    let cryptor = Cryptor::new(&unlocked.master, unlocked.format);
+            msg: e.to_string(),
+        })?;
     let bytes = loaded.as_ref().map(|l| Arc::new(l.bytes.clone()));
     let key_config = bytes.clone().filter(|_| key.masterkey.is_none());
     // Shown as the root gocryptfs.conf only when it is the source's own config: with

@@ -793,7 +793,8 @@ mod tests {
         let cryptor = crate::cryptor::Cryptor::new(
             &MasterKey::from_bytes([0; 32]),
             crate::config::Format::DEFAULT_REVERSE,
-        );
+        )
+        .expect("an AES-SIV format");
         View::new(
             root.to_path_buf(),
             &m,
