@@ -29,14 +29,6 @@ pub mod view;
 
 pub use error::{Error, Result};
 
-// The format's modules under their names from before `format/` existed, which the export
-// side (view, walk, stream, sync, sink) still uses; new code names `format::…`.
-pub use format::{config, content, keys, names, pathiv, siv};
-/// See [`format::Cryptor`].
-pub mod cryptor {
-    pub use crate::format::Cryptor;
-}
-
 /// Whether a type implements a trait, decided at compile time but usable in `assert!`
 /// (the `impls` crate's trick: an inherent associated const exists only when the bound
 /// holds and then shadows the trait's `false`). For the tests proving that key holders

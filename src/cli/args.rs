@@ -88,7 +88,7 @@ pub struct InitArgs {
     pub password: PasswordArgs,
 
     /// scrypt cost as log2(N), 10..=22 (22 needs 4 GiB and several seconds to unlock, the most cryptbak and restore accept); higher is slower to unlock and harder to brute-force
-    #[arg(long, value_name = "N", default_value_t = cryptbak::config::DEFAULT_LOG_N, value_parser = clap::value_parser!(u8).range(cryptbak::config::MIN_LOG_N as i64..=cryptbak::config::MAX_LOG_N_INIT as i64))]
+    #[arg(long, value_name = "N", default_value_t = cryptbak::format::config::DEFAULT_LOG_N, value_parser = clap::value_parser!(u8).range(cryptbak::format::config::MIN_LOG_N as i64..=cryptbak::format::config::MAX_LOG_N_INIT as i64))]
     pub scryptn: u8,
 
     /// Encrypt names without per-directory IVs: no gocryptfs.diriv files, same name gives same ciphertext everywhere

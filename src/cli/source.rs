@@ -56,7 +56,7 @@ pub(crate) fn open_source(
 ) -> Result<Source> {
     let dir = open_dir_arg(src, "SRC")?;
     let selection = selection(select)?;
-    let shown = src.join(cryptbak::names::REVERSE_CONF_NAME);
+    let shown = src.join(cryptbak::format::names::REVERSE_CONF_NAME);
     let (unlocked, loaded) = unlock_at(key, ConfigAt::Source(&dir, shown.clone()), missing_hint)?;
     // Reverse mode needs AES-SIV: the library refuses other formats.
     let cryptor =

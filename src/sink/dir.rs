@@ -210,13 +210,9 @@ impl DirSink {
     /// key (`config`: not given for a `--masterkey` key, which that config may not hold);
     /// else the first block of some non-empty file authenticates with our key at its
     /// path; else a name in the root decrypts. An empty destination is fine.
-    pub fn check_key(
-        &self,
-        cryptor: &crate::cryptor::Cryptor,
-        config: Option<&[u8]>,
-    ) -> Result<()> {
-        use crate::content::{self as c, FileIvs};
-        use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
+    pub fn check_key(&self, cryptor: &crate::format::Cryptor, config: Option<&[u8]>) -> Result<()> {
+        use crate::format::content::{self as c, FileIvs};
+        use crate::format::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
 
         let Some(root) = &self.root else {
             return Ok(());
@@ -233,7 +229,7 @@ impl DirSink {
         };
         if let Some(cfg) = config {
             if let Ok((bytes, _)) =
-                root.read_small(CONF_NAME.as_bytes(), crate::config::MAX_CONFIG_LEN)
+                root.read_small(CONF_NAME.as_bytes(), crate::format::config::MAX_CONFIG_LEN)
             {
                 if bytes == cfg {
                     return Ok(());
@@ -356,7 +352,7 @@ impl<R: Read> Write for CompareWriter<R> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.equal {
             self.buf.resize(data.len(), 0);
-            let got = crate::content::read_full(&mut self.file, &mut self.buf)?;
+            let got = crate::format::content::read_full(&mut self.file, &mut self.buf)?;
             self.equal = got == data.len() && self.buf[..] == *data;
         }
         Ok(data.len())
