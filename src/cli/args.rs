@@ -12,6 +12,9 @@ use super::password::MasterKeyArg;
 #[command(
     name = "cryptbak",
     version,
+    // `cryptbak help X` would be a subcommand without a man page of its own; `--help` is
+    // on every command.
+    disable_help_subcommand = true,
     about = "Encrypted backups byte-identical to a gocryptfs -reverse view, without FUSE",
     long_about = "cryptbak writes what `gocryptfs -reverse` would show for a plaintext directory \
 (AES-SIV content, EME-encrypted names, gocryptfs.diriv, long names, gocryptfs.conf) straight into a \
@@ -134,19 +137,20 @@ pub struct EncryptPathArgs {
     pub key: KeyArgs,
     /// The plaintext directory (its .gocryptfs.reverse.conf gives the keys)
     pub src: PathBuf,
-    /// Paths relative to SRC
-    #[arg(required = true)]
+    /// Plaintext paths, relative to SRC (or absolute, inside SRC); each must exist
+    #[arg(required = true, allow_hyphen_values = true)]
     pub paths: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("config", |a| a.help("The backup's config file [default: BACKUP/gocryptfs.conf]")))]
 pub struct DecryptPathArgs {
     #[command(flatten)]
     pub key: KeyArgs,
     /// The backup directory (its gocryptfs.conf gives the keys; .name and diriv files are read from it)
     pub backup: PathBuf,
-    /// Paths relative to BACKUP
-    #[arg(required = true)]
+    /// Paths relative to BACKUP (view paths, as `ls` of the backup shows them)
+    #[arg(required = true, allow_hyphen_values = true)]
     pub paths: Vec<PathBuf>,
 }
 

@@ -165,10 +165,7 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         ));
     }
     if !a.tar && !a.backup.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is not a directory (for a tar file, add --tar)",
-            show_path(&a.backup)
-        )));
+        return Err(super::source::not_a_backup_dir(&a.backup));
     }
     if !stdin && a.dest.exists() && same_place(&a.backup, &a.dest) {
         return Err(Error::Usage(
@@ -343,10 +340,7 @@ pub fn ls(a: &LsArgs) -> Result<i32> {
         problems
     } else {
         if !a.backup.is_dir() {
-            return Err(Error::invalid(
-                &a.backup,
-                "not a directory (for a tar file, add --tar)",
-            ));
+            return Err(super::source::not_a_backup_dir(&a.backup));
         }
         let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
         ls::list(&a.backup, keys, path, a.recursive, &progress, &mut print)?

@@ -39,6 +39,31 @@ pub(crate) fn open_dir_arg(path: &Path, what: &str) -> Result<Dir> {
     })
 }
 
+/// Whether the file at `path` starts like a tar archive (the ustar magic of its first
+/// header, which GNU tar, bsdtar and cryptbak all write).
+pub(crate) fn looks_like_tar(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(512);
+    if f.take(512).read_to_end(&mut head).is_err() || head.len() < 512 {
+        return false;
+    }
+    &head[257..262] == b"ustar"
+}
+
+/// The error for a BACKUP that is not a directory, saying what it is instead.
+pub(crate) fn not_a_backup_dir(path: &Path) -> Error {
+    let msg = match std::fs::metadata(path) {
+        Err(_) => "does not exist",
+        Ok(m) if m.is_dir() => "cannot be read as a backup directory",
+        Ok(_) if looks_like_tar(path) => "looks like a tar archive: add --tar",
+        Ok(_) => "is a file, not a directory (for a tar archive, add --tar)",
+    };
+    Error::invalid(path, msg)
+}
+
 pub(crate) fn view_version(c: Compat) -> ViewVersion {
     match c {
         Compat::V2_3 => ViewVersion::V2_3,

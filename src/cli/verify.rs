@@ -65,10 +65,7 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
     let started = Instant::now();
     let stdin = a.tar && a.backup.as_os_str() == "-";
     if !a.tar && !a.backup.is_dir() {
-        return Err(Error::invalid(
-            &a.backup,
-            "not a directory (for a tar file, add --tar)",
-        ));
+        return Err(super::source::not_a_backup_dir(&a.backup));
     }
     if a.tar && !stdin && !a.backup.exists() {
         return Err(Error::invalid(&a.backup, "no such file or directory"));

@@ -89,6 +89,8 @@ impl<W: Writer> Engine<'_, W> {
             }
         }
         if let Some(p) = missing {
+            // Nothing was restored: a DEST this run made goes again (it is empty).
+            self.w.abandon();
             return Err(crate::Error::invalid(p, "no such path in the backup"));
         }
         let c = &self.rep.counters;
