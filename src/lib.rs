@@ -4,30 +4,25 @@
 //! source and decides every change once ([`export`], the one export driver), and hands
 //! the result to a destination ([`sink`]: a directory or a tar stream). All filesystem
 //! access below the roots a user names goes through directory handles ([`fs`]). The
-//! format's pure crypto and path math live in [`keys`], [`pathiv`], [`names`],
-//! [`content`], [`config`]; backups are read back by [`restore`] and [`verify`].
+//! format's pure crypto and path math live in [`mod@format`] (config, keys, path IVs,
+//! names, contents, and [`format::Cryptor`], the one key bundle). Backups are read back
+//! by one reader ([`backup`]) for [`restore`], [`verify`], `ls` and the path tools.
 //! [`remote`] is the storage layer for `s3://` and `sftp://` destinations.
 //! It never prints: problems and progress go through [`progress::Progress`].
 
+pub mod backup;
 pub mod cancel;
-pub mod config;
-pub mod content;
 pub mod cpath;
-pub mod cryptor;
 pub mod error;
 pub mod exclude;
 pub mod export;
+pub mod format;
 pub mod fs;
-pub mod keys;
 pub mod meter;
-pub mod names;
-pub mod pathiv;
-pub mod pathmap;
 pub mod progress;
 pub mod remote;
 pub mod restore;
 pub mod sink;
-pub mod siv;
 pub mod smallfile;
 pub mod verify;
 pub mod view;

@@ -37,6 +37,9 @@ impl Problem {
 
 pub trait Progress: Sync {
     fn problem(&self, _problem: &Problem) {}
+    /// Something about one entry the user may want to know, not a problem (a setuid bit
+    /// a restore left out): shown with `-v` only, never counted as a warning.
+    fn detail(&self, _detail: &Problem) {}
     /// One entry of the output was completed (`shown`: its path as a person knows it);
     /// `bytes` is what was written for it.
     fn entry_done(&self, _shown: &std::path::Path, _bytes: u64) {}

@@ -11,12 +11,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::content;
 use crate::cpath;
-use crate::cryptor::Cryptor;
 use crate::exclude::Selection;
-use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX, REVERSE_CONF_NAME};
-use crate::pathiv::{self, Purpose};
+use crate::format::content;
+use crate::format::names::{CONF_NAME, DIRIV_NAME, LONGNAME_SUFFIX, REVERSE_CONF_NAME};
+use crate::format::pathiv::{self, Purpose};
+use crate::format::Cryptor;
 use crate::progress::Problem;
 
 /// The longest symlink target Linux can store (PATH_MAX less the NUL). gocryptfs lists

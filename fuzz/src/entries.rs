@@ -15,11 +15,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
-use cryptbak::content::{self, ContentCipher, FileEncryptor, FileIvs};
 use cryptbak::cpath;
-use cryptbak::keys;
-use cryptbak::names::{self, eme::Eme, NameCodec};
-use cryptbak::pathiv::{self, Purpose};
+use cryptbak::format::content::{self, ContentCipher, FileEncryptor, FileIvs};
+use cryptbak::format::keys;
+use cryptbak::format::names::{self, eme::Eme, NameCodec};
+use cryptbak::format::pathiv::{self, Purpose};
 
 #[derive(Arbitrary, Debug)]
 enum Name {

@@ -11,13 +11,13 @@ use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
-use cryptbak::config::{Config, Format};
-use cryptbak::content::{self, ContentCipher, FileEncryptor, FileIvs};
-use cryptbak::keys::{self, MasterKey};
-use cryptbak::names::{self, NameCodec};
+use cryptbak::format::config::{Config, Format};
+use cryptbak::format::content::{self, Aead, ContentCipher, FileEncryptor, FileIvs};
+use cryptbak::format::keys::{self, MasterKey};
+use cryptbak::format::names::{self, NameCodec};
+use cryptbak::format::Cryptor;
 use cryptbak::progress::NoProgress;
-use cryptbak::restore::decrypt::Decryptor;
-use cryptbak::restore::{self, Aead, Keys, RestoreOptions};
+use cryptbak::restore::{self, RestoreOptions};
 
 /// The key every target uses; `fuzz/make-seeds.sh` exports the seed corpus with it.
 pub const MASTER_KEY_HEX: &str =
@@ -101,13 +101,17 @@ pub fn content(data: &[u8]) {
         return;
     };
     let master = master();
-    let aead = match flags % 3 {
+    let aead = match flags % 4 {
         0 => Some(Aead::Siv),
         1 => Some(Aead::Gcm),
+        2 => Some(Aead::XChaCha),
         _ => None, // detect, as a restore without a config does
     };
     let allow_holes = flags & 4 != 0;
-    let dec = Decryptor::new(&master, true, aead);
+    let dec = match aead {
+        Some(a) => ContentCipher::for_aead(&master, true, a).unwrap(),
+        None => ContentCipher::detecting(&master, true),
+    };
 
     let mut out = Vec::new();
     let rep = dec
@@ -115,7 +119,8 @@ pub fn content(data: &[u8]) {
         .expect("in-memory I/O cannot fail");
     assert_eq!(rep.plain_len, out.len() as u64);
     if rep.is_ok() {
-        if let Some(n) = content::plain_size(body.len() as u64) {
+        let geometry = dec.aead().unwrap_or(Aead::Siv);
+        if let Some(n) = geometry.plain_size(body.len() as u64) {
             assert_eq!(n, out.len() as u64, "length does not match the cipher size");
         }
     }
@@ -140,7 +145,7 @@ pub fn content(data: &[u8]) {
         }
         assert!(sealed == reference, "8-lane AES-SIV differs from aes-siv");
     }
-    let siv_dec = Decryptor::new(&master, true, Some(Aead::Siv));
+    let siv_dec = ContentCipher::for_aead(&master, true, Aead::Siv).unwrap();
     let mut back = Vec::new();
     let rep = siv_dec
         .decrypt_file(&mut Cursor::new(&sealed), &mut back, false)
@@ -153,14 +158,54 @@ pub fn content(data: &[u8]) {
     assert_eq!(siv_dec.open_symlink(&blob).as_deref(), Some(body));
 }
 
-/// `cryptbak restore --tar` of arbitrary bytes into an empty DEST: never panics, and
-/// never creates anything outside DEST.
+/// `cryptbak restore --tar` of arbitrary bytes into an empty DEST: never panics, never
+/// creates anything outside DEST, and `verify --tar` of the same bytes reaches the same
+/// verdict.
 pub fn restore_tar(data: &[u8]) {
     let root = scratch();
-    if let Ok(s) = restore_into(data, &root.path().join("dest")) {
-        check_summary(&s, data);
+    let restored = restore_into(data, &root.path().join("dest"));
+    if let Ok(s) = &restored {
+        check_summary(s, data);
     }
+    check_same_verdict(&restored, data);
     check_only_dest(root.path());
+}
+
+/// verify is restore into a writer that discards: for one stream, the counts of what is
+/// restored and of what fails must be the same.
+fn check_same_verdict(restored: &cryptbak::Result<restore::Summary>, tar: &[u8]) {
+    let verified = verify_tar(tar);
+    match (restored, &verified) {
+        (Ok(r), Ok(v)) => {
+            let key = |s: &restore::Summary| {
+                (
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    s.specials,
+                    s.hard_links,
+                    s.errors,
+                    s.integrity_errors,
+                    s.layout,
+                )
+            };
+            assert_eq!(key(r), key(v), "restore and verify disagree: {r:?} / {v:?}");
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("restore and verify disagree: {restored:?} / {verified:?}"),
+    }
+}
+
+/// `verify --tar` of `tar` with the harness's key.
+pub fn verify_tar(tar: &[u8]) -> cryptbak::Result<restore::Summary> {
+    cryptbak::verify::verify_tar(
+        tar,
+        std::path::Path::new("fuzz.tar"),
+        |_| Ok(Cryptor::new(&master(), Format::DEFAULT_REVERSE).expect("AES-SIV format")),
+        false,
+        &cryptbak::verify::VerifyOptions::default(),
+        &NoProgress,
+    )
 }
 
 /// No count of a restore can be far beyond the number of tar records (512-byte blocks)
@@ -187,13 +232,7 @@ pub fn restore_into(tar: &[u8], dest: &Path) -> cryptbak::Result<restore::Summar
     restore::restore_tar(
         tar,
         dest,
-        |_| {
-            Ok(Keys {
-                master: master(),
-                format: Format::DEFAULT_REVERSE,
-                aead: Some(Aead::Siv),
-            })
-        },
+        |_| Ok(Cryptor::new(&master(), Format::DEFAULT_REVERSE).expect("AES-SIV format")),
         false,
         &RestoreOptions::default(),
         &NoProgress,
@@ -229,9 +268,11 @@ pub fn restore_tar_entries(data: &[u8]) {
     };
     let root = scratch();
     let dest = root.path().join("dest");
-    if let Ok(s) = restore_into(&tar, &dest) {
-        check_summary(&s, &tar);
+    let restored = restore_into(&tar, &dest);
+    if let Ok(s) = &restored {
+        check_summary(s, &tar);
     }
+    check_same_verdict(&restored, &tar);
     entries::check_dest(&dest, &made);
     check_only_dest(root.path());
 }

@@ -12,6 +12,9 @@ use super::password::MasterKeyArg;
 #[command(
     name = "cryptbak",
     version,
+    // `cryptbak help X` would be a subcommand without a man page of its own; `--help` is
+    // on every command.
+    disable_help_subcommand = true,
     about = "Encrypted backups byte-identical to a gocryptfs -reverse view, without FUSE",
     long_about = "cryptbak writes what `gocryptfs -reverse` would show for a plaintext directory \
 (AES-SIV content, EME-encrypted names, gocryptfs.diriv, long names, gocryptfs.conf) straight into a \
@@ -30,7 +33,7 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into DEST (a directory, s3:// or sftp://), or as a tar stream (--tar)
     Export(ExportArgs),
-    /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating everything
+    /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating contents and names
     Restore(RestoreArgs),
     /// List a backup's decrypted names, sizes and times, without restoring anything
     Ls(LsArgs),
@@ -88,7 +91,7 @@ pub struct InitArgs {
     pub password: PasswordArgs,
 
     /// scrypt cost as log2(N), 10..=22 (22 needs 4 GiB and several seconds to unlock, the most cryptbak and restore accept); higher is slower to unlock and harder to brute-force
-    #[arg(long, value_name = "N", default_value_t = cryptbak::config::DEFAULT_LOG_N, value_parser = clap::value_parser!(u8).range(cryptbak::config::MIN_LOG_N as i64..=cryptbak::config::MAX_LOG_N_INIT as i64))]
+    #[arg(long, value_name = "N", default_value_t = cryptbak::format::config::DEFAULT_LOG_N, value_parser = clap::value_parser!(u8).range(cryptbak::format::config::MIN_LOG_N as i64..=cryptbak::format::config::MAX_LOG_N_INIT as i64))]
     pub scryptn: u8,
 
     /// Encrypt names without per-directory IVs: no gocryptfs.diriv files, same name gives same ciphertext everywhere
@@ -134,19 +137,20 @@ pub struct EncryptPathArgs {
     pub key: KeyArgs,
     /// The plaintext directory (its .gocryptfs.reverse.conf gives the keys)
     pub src: PathBuf,
-    /// Paths relative to SRC
-    #[arg(required = true)]
+    /// Plaintext paths, relative to SRC (or absolute, inside SRC); each must exist
+    #[arg(required = true, allow_hyphen_values = true)]
     pub paths: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("config", |a| a.help("The backup's config file [default: BACKUP/gocryptfs.conf]")))]
 pub struct DecryptPathArgs {
     #[command(flatten)]
     pub key: KeyArgs,
     /// The backup directory (its gocryptfs.conf gives the keys; .name and diriv files are read from it)
     pub backup: PathBuf,
-    /// Paths relative to BACKUP
-    #[arg(required = true)]
+    /// Paths relative to BACKUP (view paths, as `ls` of the backup shows them)
+    #[arg(required = true, allow_hyphen_values = true)]
     pub paths: Vec<PathBuf>,
 }
 
@@ -347,6 +351,19 @@ pub struct BackupKeyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    long_about = "Decrypt a backup back to plaintext in DEST: a cryptbak export, a copy of a gocryptfs \
+-reverse mount (cp -a, rsync -a with or without -H, tar), a forward-mode gocryptfs directory \
+(AES-GCM, AES-SIV or XChaCha20-Poly1305), or a tar stream of any of them. Every block is \
+authenticated before its plaintext appears under its real name; nothing is written outside DEST.\n\n\
+The gocryptfs format authenticates contents, names and symlink targets, not owners, modes, times \
+or file types. So setuid/setgid bits of files are dropped and device nodes are not created unless \
+asked for (--keep-setuid, --devices); each one is counted in the summary and named with -v. As root, \
+owners are restored (as tar does).",
+    after_help = "Exit codes: 0 everything restored, 2 some entries could not be restored, 12 wrong \
+password, 23 config missing or invalid, 26 integrity errors (tampered or damaged backup), 1 other \
+fatal errors, 64 usage errors, 130 interrupted."
+)]
 pub struct RestoreArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
@@ -371,9 +388,21 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub reverse: bool,
 
+    /// Keep the setuid and setgid bits of files (dropped by default: the format does not authenticate modes, so anyone with write access to the backup storage can set them)
+    #[arg(long)]
+    pub keep_setuid: bool,
+
+    /// Create device nodes (skipped by default: the format does not authenticate file types or device numbers)
+    #[arg(long)]
+    pub devices: bool,
+
     /// Number of worker threads (default: one per core)
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Name each entry left out by the metadata policy (setuid bits, device nodes) and each hard link split by a copy tool that was rejoined
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Print only problems
     #[arg(short, long)]
@@ -395,6 +424,12 @@ pub struct RestoreArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    long_about = "List a backup's entries under their decrypted names, with modes, owners, sizes and \
+mtimes. Of a backup directory, only names and symlink targets are decrypted (sizes come from the \
+ciphertext sizes; contents are not read: use verify). With --tar, the stream is read whole and \
+authenticated as a restore would, nothing written; the sizes are then the plaintext's."
+)]
 pub struct LsArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
@@ -403,7 +438,11 @@ pub struct LsArgs {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
-    /// The backup directory
+    /// BACKUP is a tar stream of a backup (a file, or - for standard input)
+    #[arg(long)]
+    pub tar: bool,
+
+    /// The backup directory, or with --tar a tar file or -
     pub backup: PathBuf,
 
     /// Plaintext path inside the backup to list [default: the root]
@@ -416,7 +455,12 @@ pub struct LsArgs {
 file, every name, every long-name .name file and every symlink target is authenticated (the \
 gocryptfs -fsck that reverse-made trees lack). For backups made by cryptbak export or copied from a \
 gocryptfs -reverse mount, the IVs stored in each gocryptfs.diriv, file header and symlink are also \
-checked against their paths, which catches files that were moved or swapped with one another.\n\n\
+checked against their paths, which catches files that were moved or swapped with one another. \
+verify is a restore that writes nothing: it reaches the same verdict as restore.\n\n\
+What is authenticated: file contents, names and symlink targets, and in reverse-made backups each \
+entry's place in the tree. What is not (the gocryptfs format has no way to): owners, modes, times \
+and file types. A restore therefore drops setuid/setgid bits and skips device nodes unless asked \
+(restore --keep-setuid, --devices); verify counts them.\n\n\
 With --source SRC, the source is also encrypted again (nothing is written) and compared with the \
 backup byte for byte, like rclone cryptcheck: every difference is printed on stdout as one itemized \
 line, as `cryptbak export -n` shows it (>f+++++++++ missing from the backup, >fcs...... different \
@@ -449,9 +493,17 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub reverse: bool,
 
+    /// BACKUP is a tar stream of a backup (a file, or - for standard input), read in one pass
+    #[arg(long, conflicts_with = "source")]
+    pub tar: bool,
+
     /// Number of worker threads (default: one per core)
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Name each entry a restore would leave out by its metadata policy (setuid bits, device nodes), and each hard link split by a copy tool
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Print a JSON summary object on stdout (problems stay on stderr)
     #[arg(long)]
@@ -461,7 +513,7 @@ pub struct VerifyArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// The backup directory (a cryptbak export, a copy of a gocryptfs -reverse mount, or a forward-mode gocryptfs directory)
+    /// The backup: a directory (a cryptbak export, a copy of a gocryptfs -reverse mount, or a forward-mode gocryptfs directory), or with --tar a tar file or -
     pub backup: PathBuf,
 
     // Last: its help heading would otherwise also cover the options after it. Only used

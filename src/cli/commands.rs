@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cryptbak::config::MAX_CONFIG_LEN;
-use cryptbak::config::{Config, Format, InitOptions};
 use cryptbak::exclude::{Excludes, Selection};
 use cryptbak::export::{export_tree, Summary, TreeOptions};
+use cryptbak::format::config::MAX_CONFIG_LEN;
+use cryptbak::format::config::{Config, Format, InitOptions};
+use cryptbak::format::keys::MasterKey;
+use cryptbak::format::names::REVERSE_CONF_NAME;
 use cryptbak::fs::lock::RunLock;
 use cryptbak::fs::Dir;
-use cryptbak::keys::MasterKey;
-use cryptbak::names::REVERSE_CONF_NAME;
 use cryptbak::remote::Location;
 use cryptbak::sink::dir::DirSink;
 use cryptbak::sink::remote::RemoteSink;

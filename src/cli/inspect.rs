@@ -3,11 +3,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use cryptbak::config::{Config, Creator, Flag};
-use cryptbak::cryptor::Cryptor;
-use cryptbak::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::backup::paths as pathmap;
+use cryptbak::format::config::{Config, Creator, Flag, MAX_CONFIG_LEN};
+use cryptbak::format::names::{CONF_NAME, REVERSE_CONF_NAME};
+use cryptbak::format::Cryptor;
 use cryptbak::view::ViewVersion;
-use cryptbak::{pathmap, Error, Result};
+use cryptbak::{Error, Result};
 
 use super::args::{DecryptPathArgs, EncryptPathArgs, InfoArgs};
 use super::commands::unlock;
@@ -27,9 +28,43 @@ fn config_path(p: &Path) -> PathBuf {
     }
 }
 
+/// The config of a tar archive of a backup: its `./gocryptfs.conf` member.
+fn config_in_tar(path: &Path) -> Result<Config> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut tar = cryptbak::backup::tar::TarReader::new(std::io::BufReader::new(file));
+    while let Some(m) = tar.next_member() {
+        let m = m.map_err(|e| Error::invalid(path, e.0))?;
+        let name = m.path.strip_prefix(b"./").unwrap_or(&m.path);
+        if name == CONF_NAME.as_bytes() {
+            let mut bytes = Vec::new();
+            tar.data()
+                .take(MAX_CONFIG_LEN as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::io(path, e))?;
+            let shown = path.join(CONF_NAME);
+            if bytes.len() > MAX_CONFIG_LEN {
+                return Err(Error::ConfigInvalid {
+                    path: shown,
+                    msg: "larger than any gocryptfs config".into(),
+                });
+            }
+            return Config::parse(&bytes).map_err(|msg| Error::ConfigInvalid { path: shown, msg });
+        }
+    }
+    Err(Error::invalid(
+        path,
+        "a tar archive without gocryptfs.conf (made with --config, or not a backup)",
+    ))
+}
+
 pub fn info(a: &InfoArgs) -> Result<i32> {
     let path = config_path(&a.path);
-    let cfg = Config::load(&path)?;
+    let cfg = if !a.path.is_dir() && super::source::looks_like_tar(&a.path) {
+        config_in_tar(&a.path)?
+    } else {
+        Config::load(&path)?
+    };
     let f = cfg.format();
     let names = if f.plaintext_names {
         "plaintext (not encrypted)".to_string()
@@ -133,37 +168,107 @@ fn view_line(aes_siv: bool, creator: &Creator, creator_view: Option<ViewVersion>
     }
 }
 
-fn cryptor_for(key: &super::args::KeyArgs, default_config: &Path) -> Result<Cryptor> {
+/// The keys of the reverse view (`reverse`, for encrypt-path) or of a backup to read.
+fn cryptor_for(
+    key: &super::args::KeyArgs,
+    default_config: &Path,
+    reverse: bool,
+) -> Result<Cryptor> {
     let u = unlock(key, default_config, "no such file")?;
-    Ok(Cryptor::new(&u.master, u.format))
+    let aead = Some(cryptbak::format::content::Aead::of(&u.format));
+    if reverse {
+        Cryptor::new(&u.master, u.format)
+    } else {
+        Cryptor::for_reading(&u.master, u.format, aead)
+    }
+    .map_err(|e| Error::ConfigUnsupported {
+        path: key
+            .config
+            .clone()
+            .unwrap_or_else(|| default_config.to_path_buf()),
+        msg: e.to_string(),
+    })
 }
 
 fn print_bytes(b: &[u8]) {
     println!("{}", sanitize(&String::from_utf8_lossy(b)));
 }
 
+/// Every argument is tried; each failure is one line naming it. Exit code 2 when any
+/// failed (as for a run that finished with per-entry errors).
+fn each_path(paths: &[PathBuf], mut one: impl FnMut(&Path) -> Result<Vec<u8>>) -> i32 {
+    let mut failed = false;
+    for p in paths {
+        match one(p) {
+            Ok(out) => print_bytes(&out),
+            Err(e) => {
+                failed = true;
+                super::report::error(&sanitize(&e.to_string()));
+            }
+        }
+    }
+    if failed {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
+}
+
+/// A path given to encrypt-path, relative to SRC: an absolute one must lie inside SRC.
+fn relative_to_src(src: &Path, p: &Path) -> Result<PathBuf> {
+    if !p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let canon = src.canonicalize().map_err(|e| Error::io(src, e))?;
+    for base in [src, canon.as_path()] {
+        if let Ok(rel) = p.strip_prefix(base) {
+            return Ok(rel.to_path_buf());
+        }
+    }
+    Err(Error::invalid(
+        p,
+        format!("is not inside SRC ({})", super::report::show_path(src)),
+    ))
+}
+
+/// Check that `rel` names an entry of the source, through directory handles.
+fn exists_in(src: &cryptbak::fs::Dir, rel: &Path, shown: &Path) -> Result<()> {
+    let parts: Vec<&[u8]> = rel
+        .as_os_str()
+        .as_bytes()
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Ok(());
+    };
+    let missing = || Error::invalid(shown, "does not exist in SRC");
+    let mut dir = src.try_clone().map_err(|e| Error::io(shown, e))?;
+    for d in dirs {
+        dir = dir.open_dir(d).map_err(|_| missing())?;
+    }
+    dir.stat_at(last).map(|_| ()).map_err(|_| missing())
+}
+
 pub fn encrypt_path(a: &EncryptPathArgs) -> Result<i32> {
-    let cryptor = cryptor_for(&a.key, &a.src.join(REVERSE_CONF_NAME))?;
-    for p in &a.paths {
-        let c = pathmap::encrypt_path(&cryptor, p.as_os_str().as_bytes()).map_err(|_| {
+    let src = super::source::open_dir_arg(&a.src, "SRC")?;
+    let cryptor = cryptor_for(&a.key, &a.src.join(REVERSE_CONF_NAME), true)?;
+    Ok(each_path(&a.paths, |p| {
+        let rel = relative_to_src(&a.src, p)?;
+        let c = pathmap::encrypt_path(&cryptor, rel.as_os_str().as_bytes()).map_err(|_| {
             Error::invalid(
                 p,
                 "not a relative path of names (at most 255 bytes each, no '..')",
             )
         })?;
-        print_bytes(&c);
-    }
-    Ok(exit::OK)
+        exists_in(&src, &rel, p)?;
+        Ok(c)
+    }))
 }
 
 pub fn decrypt_path(a: &DecryptPathArgs) -> Result<i32> {
-    let cryptor = cryptor_for(&a.key, &a.backup.join(CONF_NAME))?;
-    for p in &a.paths {
-        print_bytes(&pathmap::decrypt_path(
-            &cryptor,
-            &a.backup,
-            p.as_os_str().as_bytes(),
-        )?);
-    }
-    Ok(exit::OK)
+    let cryptor = cryptor_for(&a.key, &a.backup.join(CONF_NAME), false)?;
+    Ok(each_path(&a.paths, |p| {
+        pathmap::decrypt_path(&cryptor, &a.backup, p.as_os_str().as_bytes())
+    }))
 }

@@ -10,7 +10,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use cryptbak::keys::MasterKey;
+use cryptbak::format::keys::MasterKey;
 use cryptbak::{Error, Result};
 use zeroize::Zeroizing;
 

@@ -91,6 +91,8 @@ pub struct StderrReport {
     pub quiet: bool,
     pub output: Output,
     bar: Option<ProgressBar>,
+    /// Print details (`Progress::detail`), for `-v`.
+    details: bool,
 }
 
 impl StderrReport {
@@ -119,7 +121,18 @@ impl StderrReport {
             bar.tick();
             bar
         });
-        StderrReport { quiet, output, bar }
+        StderrReport {
+            quiet,
+            output,
+            bar,
+            details: false,
+        }
+    }
+
+    /// Also print details about single entries (`-v`).
+    pub fn with_details(mut self, on: bool) -> Self {
+        self.details = on;
+        self
     }
 
     /// Whether a progress line is shown (and a total is worth counting).
@@ -199,6 +212,19 @@ impl Progress for StderrReport {
 
     fn problem(&self, p: &Problem) {
         self.print(|| self.print_problem(p));
+    }
+
+    fn detail(&self, p: &Problem) {
+        if self.details {
+            self.print(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "cryptbak: {}: {}",
+                    show_path(&p.path),
+                    sanitize(&p.msg)
+                );
+            });
+        }
     }
 
     fn change(&self, c: &Change) {

@@ -1,15 +1,16 @@
 //! `cryptbak restore` and `cryptbak ls`.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cryptbak::config::Config;
-use cryptbak::names::CONF_NAME;
-use cryptbak::restore::ls::ListEntry;
-use cryptbak::restore::{self, Aead, Keys, Layout, RestoreOptions, Summary};
+use cryptbak::backup::ls::{self, ListEntry};
+use cryptbak::format::config::Config;
+use cryptbak::format::names::CONF_NAME;
+use cryptbak::format::Cryptor;
+use cryptbak::restore::{self, Aead, Layout, RestoreOptions, Summary};
 use cryptbak::{Error, Result};
 
 use super::args::{BackupKeyArgs, KeyArgs, LsArgs, PasswordArgs, RestoreArgs};
@@ -42,47 +43,110 @@ fn aead_flag(k: &BackupKeyArgs) -> Option<Aead> {
     }
 }
 
-/// Keys from a config file or `--masterkey`. The content cipher comes from the config;
-/// without one, from `--aessiv`/`--gcm`, else it is detected from the first file.
-pub(crate) fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Keys> {
+/// The content cipher a config's flags say, checked against `--aessiv`/`--gcm`.
+fn aead_of_config(k: &BackupKeyArgs, format: &cryptbak::format::config::Format) -> Result<Aead> {
+    let a = Aead::of(format);
+    match aead_flag(k) {
+        Some(flag) if flag != a => Err(Error::Usage(format!(
+            "the config says the content is {}, which --{} contradicts",
+            a.name(),
+            if flag == Aead::Gcm { "gcm" } else { "aessiv" }
+        ))),
+        _ => Ok(a),
+    }
+}
+
+/// The unlocked master key and format from a config file or `--masterkey`, and the
+/// content cipher: from the config; without one, from `--aessiv`/`--gcm`, else (`None`)
+/// detected from the first file.
+pub(crate) fn unlock_backup(
+    k: &BackupKeyArgs,
+    default_config: &Path,
+) -> Result<(super::commands::Unlocked, Option<Aead>)> {
     let u = unlock(&key_args(k), default_config, RESTORE_CONFIG_HINT)?;
     let aead = if u.from_config {
-        let a = Keys::aead_of(&u.format);
-        if let (Some(flag), Some(a)) = (aead_flag(k), a) {
-            if flag != a {
-                return Err(Error::Usage(format!(
-                    "the config says the content is {}, which --{} contradicts",
-                    a.name(),
-                    if flag == Aead::Gcm { "gcm" } else { "aessiv" }
-                )));
-            }
-        }
-        a
+        Some(aead_of_config(k, &u.format)?)
     } else {
         aead_flag(k)
     };
-    Ok(Keys {
-        master: u.master,
-        format: u.format,
-        aead,
+    Ok((u, aead))
+}
+
+/// The key bundle for reading a backup (see [`unlock_backup`]).
+pub(crate) fn keys_from_files(k: &BackupKeyArgs, default_config: &Path) -> Result<Cryptor> {
+    let (u, aead) = unlock_backup(k, default_config)?;
+    cryptor_for_reading(&u, aead, default_config, k)
+}
+
+fn cryptor_for_reading(
+    u: &super::commands::Unlocked,
+    aead: Option<Aead>,
+    default_config: &Path,
+    k: &BackupKeyArgs,
+) -> Result<Cryptor> {
+    Cryptor::for_reading(&u.master, u.format, aead).map_err(|e| Error::ConfigUnsupported {
+        path: k
+            .config
+            .clone()
+            .unwrap_or_else(|| default_config.to_path_buf()),
+        msg: e.to_string(),
     })
 }
 
 /// Keys from a config found in the tar stream, and the password.
-fn keys_from_stream(k: &BackupKeyArgs, bytes: &[u8]) -> Result<Keys> {
+fn keys_from_stream(k: &BackupKeyArgs, bytes: &[u8]) -> Result<Cryptor> {
     let path = PathBuf::from("gocryptfs.conf (in the tar stream)");
     let cfg = Config::parse(bytes).map_err(|msg| Error::ConfigInvalid {
         path: path.clone(),
         msg,
     })?;
     let password = password_source(&k.password, false).read(&mut warn_to_stderr)?;
-    let master = cfg.unlock(&password).ok_or(Error::WrongPassword { path })?;
+    let master = cfg
+        .unlock(&password)
+        .ok_or(Error::WrongPassword { path: path.clone() })?;
     let format = cfg.format();
-    Ok(Keys {
-        master,
-        aead: Keys::aead_of(&format),
-        format,
+    let aead = aead_of_config(k, &format)?;
+    Cryptor::for_reading(&master, format, Some(aead)).map_err(|e| Error::ConfigUnsupported {
+        path,
+        msg: e.to_string(),
     })
+}
+
+/// The stream of `--tar BACKUP`: standard input for `-`, else the file.
+pub(crate) fn tar_input(backup: &Path) -> Result<Box<dyn Read>> {
+    if backup.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let f = std::fs::File::open(backup).map_err(|e| Error::io(backup, e))?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Usage(
+            "--tar expects a tar file or -, not a directory".into(),
+        ));
+    }
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+}
+
+/// The keys of a tar stream: from `--config`/`--masterkey` now, or (`None`, with `true`)
+/// from the stream's own `gocryptfs.conf` when it arrives.
+pub(crate) fn tar_keys(k: &BackupKeyArgs) -> Result<(bool, Option<Cryptor>)> {
+    let in_stream = k.config.is_none() && k.masterkey.is_none();
+    if in_stream {
+        return Ok((true, None));
+    }
+    let cfg = k.config.clone().unwrap_or_default();
+    Ok((false, Some(keys_from_files(k, &cfg)?)))
+}
+
+/// The `unlock` callback of the tar readers.
+pub(crate) fn tar_unlock(
+    k: &BackupKeyArgs,
+    now: Option<Cryptor>,
+) -> impl FnOnce(Option<&[u8]>) -> Result<Cryptor> + '_ {
+    move |bytes: Option<&[u8]>| match (now, bytes) {
+        (Some(c), _) => Ok(c),
+        (None, Some(b)) => keys_from_stream(k, b),
+        (None, None) => Err(Error::Usage("no config".into())),
+    }
 }
 
 pub fn restore(a: &RestoreArgs) -> Result<i32> {
@@ -101,10 +165,7 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         ));
     }
     if !a.tar && !a.backup.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is not a directory (for a tar file, add --tar)",
-            show_path(&a.backup)
-        )));
+        return Err(super::source::not_a_backup_dir(&a.backup));
     }
     if !stdin && a.dest.exists() && same_place(&a.backup, &a.dest) {
         return Err(Error::Usage(
@@ -123,31 +184,24 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         keep_corrupt: a.keep_corrupt,
         filter,
         expect_reverse: a.reverse,
-        chown: nix::unistd::geteuid().is_root(),
+        chown: rustix::process::geteuid().is_root(),
+        keep_setuid: a.keep_setuid,
+        devices: a.devices,
     };
     set_threads(a.jobs);
-    let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
+    let progress =
+        StderrReport::new(a.quiet, Output::Quiet, !a.no_progress).with_details(a.verbose);
     let summary = if a.tar {
-        let in_stream = a.key.config.is_none() && a.key.masterkey.is_none();
-        let keys_now = if in_stream {
-            None
-        } else {
-            let cfg = a.key.config.clone().unwrap_or_default();
-            Some(keys_from_files(&a.key, &cfg)?)
-        };
-        let unlock = |bytes: Option<&[u8]>| match (keys_now, bytes) {
-            (Some(k), _) => Ok(k),
-            (None, Some(b)) => keys_from_stream(&a.key, b),
-            (None, None) => Err(Error::Usage("no config".into())),
-        };
-        if stdin {
-            let lock = std::io::stdin().lock();
-            restore::restore_tar(lock, &a.dest, unlock, in_stream, &opts, &progress)?
-        } else {
-            let f = std::fs::File::open(&a.backup).map_err(|e| Error::io(&a.backup, e))?;
-            let r = std::io::BufReader::with_capacity(1 << 20, f);
-            restore::restore_tar(r, &a.dest, unlock, in_stream, &opts, &progress)?
-        }
+        let (in_stream, now) = tar_keys(&a.key)?;
+        let input = tar_input(&a.backup)?;
+        restore::restore_tar(
+            input,
+            &a.dest,
+            tar_unlock(&a.key, now),
+            in_stream,
+            &opts,
+            &progress,
+        )?
     } else {
         let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
         restore::restore_dir(&a.backup, &a.dest, keys, &opts, &progress)?
@@ -173,6 +227,9 @@ fn print_json_summary(s: &Summary, started: Instant) {
         "warnings": s.warnings,
         "errors": s.errors,
         "integrity_errors": s.integrity_errors,
+        "split_hard_links_rejoined": s.rejoined,
+        "setuid_dropped": s.setuid_dropped,
+        "devices_skipped": s.devices_skipped,
         "layout": match s.layout { Layout::Reverse => "reverse", Layout::Forward => "forward", Layout::Unknown => "unknown" },
         "content": s.aead.map(Aead::name),
         "seconds": started.elapsed().as_secs_f64(),
@@ -180,7 +237,7 @@ fn print_json_summary(s: &Summary, started: Instant) {
     println!("{v}");
 }
 
-fn exit_code(s: &Summary) -> i32 {
+pub(crate) fn exit_code(s: &Summary) -> i32 {
     if s.integrity_errors > 0 {
         exit::INTEGRITY
     } else if s.errors > 0 {
@@ -190,14 +247,41 @@ fn exit_code(s: &Summary) -> i32 {
     }
 }
 
+/// `; 3 setuid/setgid bits not restored (--keep-setuid)` and the like: what the metadata
+/// policy left out and what the rule on split hard links accepted.
+pub(crate) fn policy_notes(s: &Summary, restored: bool) -> String {
+    let mut t = String::new();
+    let would = if restored { "" } else { "would be " };
+    if s.rejoined > 0 {
+        t.push_str(&format!(
+            "; {} hard-linked names split by a copy tool (rsync -a without -H) {would}rejoined",
+            s.rejoined
+        ));
+    }
+    if s.setuid_dropped > 0 {
+        t.push_str(&format!(
+            "; {} setuid/setgid bits {would}dropped (--keep-setuid keeps them)",
+            s.setuid_dropped
+        ));
+    }
+    if s.devices_skipped > 0 {
+        t.push_str(&format!(
+            "; {} device nodes {}(--devices creates them)",
+            s.devices_skipped,
+            if restored {
+                "not created "
+            } else {
+                "would not be created "
+            }
+        ));
+    }
+    t
+}
+
 fn print_summary(s: &Summary, started: Instant, dest: &Path) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes as f64 / 1e6;
-    let kind = match s.layout {
-        Layout::Reverse => "reverse-made (path IVs verified)",
-        Layout::Forward | Layout::Unknown => "forward-mode",
-    };
-    let mut problems = String::new();
+    let mut problems = policy_notes(s, true);
     if s.integrity_errors > 0 {
         problems.push_str(&format!(
             "; {} INTEGRITY ERRORS (tampered or damaged backup)",
@@ -209,7 +293,7 @@ fn print_summary(s: &Summary, started: Instant, dest: &Path) {
     }
     eprintln!(
         "cryptbak: restored {} files ({:.1} MB), {} dirs, {} symlinks, {} special, {} hard links into {} \
-in {:.2} s ({:.0} MB/s); backup: {kind}, {}{problems}",
+in {:.2} s ({:.0} MB/s); backup: {}, {}{problems}",
         s.files,
         mb,
         s.dirs,
@@ -219,6 +303,7 @@ in {:.2} s ({:.0} MB/s); backup: {kind}, {}{problems}",
         show_path(dest),
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
+        s.layout.describe(),
         s.aead.map_or("no content", Aead::name),
     );
 }
@@ -228,21 +313,39 @@ pub fn ls(a: &LsArgs) -> Result<i32> {
         Some(p) => restore::parse_path(p)?,
         None => None,
     };
-    if !a.backup.is_dir() {
-        return Err(Error::invalid(&a.backup, "not a directory"));
-    }
-    let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
     let progress = StderrReport::new(false, Output::Quiet, false);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_err = None;
-    let problems = restore::ls::list(&a.backup, keys, path, a.recursive, &progress, &mut |e| {
+    let mut print = |e: &ListEntry| {
         if write_err.is_none() {
             if let Err(err) = writeln!(out, "{}", format_entry(e)) {
                 write_err = Some(err);
             }
         }
-    })?;
+    };
+    let problems = if a.tar {
+        let (in_stream, now) = tar_keys(&a.key)?;
+        let input = tar_input(&a.backup)?;
+        let (entries, problems) = ls::list_tar(
+            input,
+            tar_unlock(&a.key, now),
+            in_stream,
+            &a.backup,
+            path,
+            a.recursive,
+            &progress,
+        )?;
+        entries.iter().for_each(&mut print);
+        problems
+    } else {
+        if !a.backup.is_dir() {
+            return Err(super::source::not_a_backup_dir(&a.backup));
+        }
+        let keys = keys_from_files(&a.key, &a.backup.join(CONF_NAME))?;
+        ls::list(&a.backup, keys, path, a.recursive, &progress, &mut print)?
+    };
+    // `print` borrows `out` and `write_err` until its last use above.
     if let Some(e) = write_err.or_else(|| out.flush().err()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(Error::io("stdout", e));

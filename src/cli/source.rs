@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use cryptbak::cryptor::Cryptor;
+use cryptbak::format::Cryptor;
 use cryptbak::fs::Dir;
 use cryptbak::view::{ConfigFile, Meta, View, ViewOptions, ViewVersion};
 use cryptbak::{Error, Result};
@@ -39,6 +39,31 @@ pub(crate) fn open_dir_arg(path: &Path, what: &str) -> Result<Dir> {
     })
 }
 
+/// Whether the file at `path` starts like a tar archive (the ustar magic of its first
+/// header, which GNU tar, bsdtar and cryptbak all write).
+pub(crate) fn looks_like_tar(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(512);
+    if f.take(512).read_to_end(&mut head).is_err() || head.len() < 512 {
+        return false;
+    }
+    &head[257..262] == b"ustar"
+}
+
+/// The error for a BACKUP that is not a directory, saying what it is instead.
+pub(crate) fn not_a_backup_dir(path: &Path) -> Error {
+    let msg = match std::fs::metadata(path) {
+        Err(_) => "does not exist",
+        Ok(m) if m.is_dir() => "cannot be read as a backup directory",
+        Ok(_) if looks_like_tar(path) => "looks like a tar archive: add --tar",
+        Ok(_) => "is a file, not a directory (for a tar archive, add --tar)",
+    };
+    Error::invalid(path, msg)
+}
+
 pub(crate) fn view_version(c: Compat) -> ViewVersion {
     match c {
         Compat::V2_3 => ViewVersion::V2_3,
@@ -56,16 +81,14 @@ pub(crate) fn open_source(
 ) -> Result<Source> {
     let dir = open_dir_arg(src, "SRC")?;
     let selection = selection(select)?;
-    let shown = src.join(cryptbak::names::REVERSE_CONF_NAME);
+    let shown = src.join(cryptbak::format::names::REVERSE_CONF_NAME);
     let (unlocked, loaded) = unlock_at(key, ConfigAt::Source(&dir, shown.clone()), missing_hint)?;
-    if !unlocked.format.aes_siv {
-        return Err(Error::ConfigUnsupported {
+    // Reverse mode needs AES-SIV: the library refuses other formats.
+    let cryptor =
+        Cryptor::new(&unlocked.master, unlocked.format).map_err(|e| Error::ConfigUnsupported {
             path: key.config.clone().unwrap_or(shown),
-            msg: "not a reverse-mode config (no AESSIV flag): create one with `cryptbak init`"
-                .into(),
-        });
-    }
-    let cryptor = Cryptor::new(&unlocked.master, unlocked.format);
+            msg: e.to_string(),
+        })?;
     let bytes = loaded.as_ref().map(|l| Arc::new(l.bytes.clone()));
     let key_config = bytes.clone().filter(|_| key.masterkey.is_none());
     // Shown as the root gocryptfs.conf only when it is the source's own config: with

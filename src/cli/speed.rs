@@ -12,9 +12,9 @@ use aes::{Aes256, Block};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use cryptbak::content::{self, ContentCipher, FileEncryptor, FileIvs, BLOCK_SIZE};
-use cryptbak::names::NameCodec;
-use cryptbak::siv::LANES;
+use cryptbak::format::content::{self, ContentCipher, FileEncryptor, FileIvs, BLOCK_SIZE};
+use cryptbak::format::names::NameCodec;
+use cryptbak::format::siv::LANES;
 use cryptbak::{Error, Result};
 
 use super::args::SpeedArgs;

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::Mutex;
 
-use crate::content::{ContentCipher, FileEncryptor, FileIvs};
 use crate::error::{Error, Result};
+use crate::format::content::{ContentCipher, FileEncryptor, FileIvs};
 use crate::fs::Dir;
 use crate::view::{Entry, Payload};
 

@@ -40,9 +40,11 @@ use super::encrypt;
 use super::source;
 use super::walk::{Ahead, Prefetch};
 use super::{add, Summary, Tally};
-use crate::content::{self, cipher_size, seal_block, ContentCipher, FileEncryptor, FileIvs};
-use crate::content::{BLOCK_SIZE, CIPHER_BLOCK_SIZE, HEADER_LEN};
 use crate::error::{Error, Result};
+use crate::format::content::{
+    self, cipher_size, seal_block, ContentCipher, FileEncryptor, FileIvs,
+};
+use crate::format::content::{BLOCK_SIZE, CIPHER_BLOCK_SIZE, HEADER_LEN};
 use crate::fs::Dir;
 use crate::progress::Progress;
 use crate::sink::{Body, StreamSink};
@@ -605,8 +607,8 @@ impl Write for Counted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{open_block, BLOCK_OVERHEAD};
-    use crate::keys::{siv_key, MasterKey};
+    use crate::format::content::{open_block, BLOCK_OVERHEAD};
+    use crate::format::keys::{siv_key, MasterKey};
     use crate::view::{Time, S_IFREG};
 
     fn cipher() -> ContentCipher {
@@ -790,10 +792,11 @@ mod tests {
 
     fn test_view(root: &Path) -> View {
         let m = Meta::from_fs(&std::fs::metadata(root).unwrap());
-        let cryptor = crate::cryptor::Cryptor::new(
+        let cryptor = crate::format::Cryptor::new(
             &MasterKey::from_bytes([0; 32]),
-            crate::config::Format::DEFAULT_REVERSE,
-        );
+            crate::format::config::Format::DEFAULT_REVERSE,
+        )
+        .expect("an AES-SIV format");
         View::new(
             root.to_path_buf(),
             &m,

@@ -29,11 +29,10 @@ use super::plan::{self, Action, Change, Decision, Delta, Existing};
 use super::source;
 use super::walk::{Ahead, Prefetch, Window};
 use super::{add, Summary, Tally};
-use crate::content::cipher_size;
 use crate::cpath;
 use crate::error::{Error, Result};
+use crate::format::content::cipher_size;
 use crate::fs::{Dir, Identity};
-use crate::names::{parse_long_name, DIRIV_NAME, LONGNAME_SUFFIX};
 use crate::progress::{Problem, Progress};
 use crate::sink::TreeSink;
 use crate::view::{Entry, Listing, Payload, View};
@@ -875,29 +874,25 @@ impl<'a, S: TreeSink> Tree<'a, S> {
         dir: &S::Dir,
         name: &[u8],
     ) -> (Option<PathBuf>, Option<&'static str>) {
+        use crate::backup::names::{name_file_of, Kind, NameRules};
         let base = self.view.relative(parent).to_path_buf();
-        if name == DIRIV_NAME.as_bytes() {
-            return (Some(base), Some("gocryptfs.diriv"));
-        }
-        let (Some(codec), Payload::Dir { dir_iv }) = (&self.view.cryptor().names, &parent.payload)
-        else {
-            return (Some(base.join(OsStr::from_bytes(name))), None);
+        let rules = NameRules::new(self.view.cryptor());
+        let Payload::Dir { dir_iv } = &parent.payload else {
+            return (None, None);
         };
-        let (cname, view_file) = match parse_long_name(name) {
-            Some((_, is_name_file)) => {
-                let file = if is_name_file {
-                    name.to_vec()
-                } else {
-                    [name, LONGNAME_SUFFIX.as_bytes()].concat()
-                };
-                match self.sink.read_name_file(dir, &file) {
-                    Some(c) => (c, is_name_file.then_some("long name")),
-                    None => return (None, None),
-                }
-            }
-            None => (name.to_vec(), None),
+        // The same rules a restore reads the backup by: a `.name` file counts only if it
+        // hashes to its entry's name.
+        let (entry, view_file) = match rules.classify(parent.cpath.is_empty(), name) {
+            Kind::DirIv => return (Some(base), Some("gocryptfs.diriv")),
+            Kind::Config => return (Some(base), Some("gocryptfs.conf")),
+            Kind::NameFile(entry) => (entry, Some("long name")),
+            _ => (name, None),
         };
-        match codec.decrypt(dir_iv, &cname) {
+        let name_file = rules
+            .needs_name_file(entry)
+            .then(|| self.sink.read_name_file(dir, &name_file_of(entry)))
+            .flatten();
+        match rules.plain_name(dir_iv, entry, name_file.as_deref()) {
             Ok(plain) => (Some(base.join(OsStr::from_bytes(&plain))), view_file),
             Err(_) => (None, None),
         }

@@ -1,82 +1,36 @@
-//! Restore: a ciphertext tree (cryptbak export, a copy of a `gocryptfs -reverse` mount,
-//! a forward-mode gocryptfs directory) or a tar stream of one, back to plaintext.
+//! Restore: a backup (cryptbak export, a copy of a `gocryptfs -reverse` mount, a
+//! forward-mode gocryptfs directory, or a tar stream of one) back to plaintext.
 //!
 //! Nothing read is trusted (DESIGN.md, habit 3): every name is checked after decryption,
 //! every block is authenticated before its plaintext can appear under its real name, and
 //! nothing is written outside DEST. See `docs/restore.md` for the user's view.
 //!
-//! * [`decrypt`]: pure content decryption (AES-SIV and AES-GCM, block by block);
+//! * [`engine`]: the order-independent core that turns entries into plaintext (placing,
+//!   links, report); the format rules it applies are the reader's ([`crate::backup`]),
+//!   which also holds the sources (a directory, a tar stream);
 //! * [`writer`]: the destination, written only through no-follow, no-replace operations;
-//! * [`engine`]: the order-independent core that turns entries into plaintext;
-//! * [`source_dir`], [`source_tar`]: where the entries come from;
-//! * [`ls`]: a read-only listing of decrypted names.
+//! * [`discard`]: a destination that writes nothing, for `verify` and `ls --tar`.
 
-pub mod decrypt;
+pub mod discard;
 pub mod engine;
-pub mod ls;
-pub mod source_dir;
-pub mod source_tar;
 pub mod writer;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::config::Format;
+use crate::backup::{source_dir, source_tar};
 use crate::error::{Error, Result};
-use crate::keys::{self, MasterKey};
-use crate::names::NameCodec;
+use crate::format::Cryptor;
 use crate::progress::Progress;
 
-pub use decrypt::Aead;
-pub use engine::Layout;
+pub use crate::backup::names::MAX_NAME_FILE;
+pub use crate::backup::verdict::Layout;
+pub use crate::format::content::Aead;
 
-use engine::{Engine, EngineOptions};
+use engine::report::Style;
+use engine::EngineOptions;
 use writer::Dest;
-
-/// The longest `.name` file accepted: a 255-byte name pads to 256 bytes, which is 344
-/// characters of padded base64. Anything much longer is hostile.
-pub const MAX_NAME_FILE: usize = 1024;
-
-/// The keys of a backup and how its names and contents are encoded.
-pub struct Keys {
-    pub master: MasterKey,
-    pub format: Format,
-    /// The content AEAD, or `None` to detect it from the first file (no config was read).
-    pub aead: Option<Aead>,
-}
-
-impl Keys {
-    /// The AEAD a config's flags say (`None` for unsupported XChaCha20-Poly1305).
-    pub fn aead_of(format: &Format) -> Option<Aead> {
-        if format.xchacha {
-            None
-        } else if format.aes_siv {
-            Some(Aead::Siv)
-        } else {
-            Some(Aead::Gcm)
-        }
-    }
-
-    pub(crate) fn parts(self) -> Result<(Format, Option<NameCodec>, decrypt::Decryptor)> {
-        if self.format.xchacha {
-            return Err(Error::Usage(
-                "XChaCha20-Poly1305 filesystems (gocryptfs -xchacha) are not supported by cryptbak restore; mount them with gocryptfs".into(),
-            ));
-        }
-        let f = self.format;
-        let codec = (!f.plaintext_names).then(|| {
-            NameCodec::new(
-                &keys::name_key(&self.master, f.hkdf),
-                f.raw64,
-                f.long_names,
-                f.long_name_max,
-            )
-        });
-        let dec = decrypt::Decryptor::new(&self.master, f.hkdf, self.aead);
-        Ok((f, codec, dec))
-    }
-}
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -91,9 +45,26 @@ pub struct RestoreOptions {
     pub expect_reverse: bool,
     /// Restore owners (root only).
     pub chown: bool,
+    /// Keep setuid/setgid bits of files (the format does not authenticate modes).
+    pub keep_setuid: bool,
+    /// Create device nodes (the format does not authenticate file types).
+    pub devices: bool,
 }
 
-/// Counts of one restore run.
+impl RestoreOptions {
+    fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            keep_corrupt: self.keep_corrupt,
+            filter: self.filter.clone(),
+            expect_reverse: self.expect_reverse,
+            keep_setuid: self.keep_setuid,
+            devices: self.devices,
+            record_homes: false,
+        }
+    }
+}
+
+/// Counts of one restore (or verify) run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub dirs: u64,
@@ -103,11 +74,20 @@ pub struct Summary {
     pub hard_links: u64,
     /// Plaintext bytes of the restored files.
     pub bytes: u64,
+    /// Encrypted names decrypted and checked (0 with plaintext names).
+    pub names: u64,
     pub warnings: u64,
     /// Entries that could not be restored for other reasons (I/O, already existing, ...).
     pub errors: u64,
     /// Entries that failed authentication or the path checks of reverse-made trees.
     pub integrity_errors: u64,
+    /// Files that were hard links split by a copy tool (`rsync -a` without `-H`),
+    /// accepted by the rule of [`crate::backup::verdict::is_split_copy`].
+    pub rejoined: u64,
+    /// Files whose setuid/setgid bits were not restored.
+    pub setuid_dropped: u64,
+    /// Device nodes not created.
+    pub devices_skipped: u64,
     pub layout: Layout,
     pub aead: Option<Aead>,
 }
@@ -126,32 +106,20 @@ pub fn parse_path(p: &OsStr) -> Result<Option<Vec<Vec<u8>>>> {
     Ok((!comps.is_empty()).then_some(comps))
 }
 
-fn engine_opts(o: &RestoreOptions) -> EngineOptions {
-    EngineOptions {
-        keep_corrupt: o.keep_corrupt,
-        filter: o.filter.clone(),
-        expect_reverse: o.expect_reverse,
-    }
-}
-
 /// Restore the ciphertext directory `backup` into `dest`.
 pub fn restore_dir(
     backup: &Path,
     dest: &Path,
-    keys: Keys,
+    keys: Cryptor,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let (format, codec, dec) = keys.parts()?;
-    let root_meta = source_dir::root_meta(backup)?;
+    let root = source_dir::open(backup)?;
     let d = Dest::open(dest, opts.force, opts.chown)?;
-    let engine = Engine::new(format, codec, dec, &d, progress, engine_opts(opts));
-    engine.set_root_meta(root_meta);
-    source_dir::feed(&engine, backup);
-    if crate::cancel::requested() {
-        return Err(engine.abort());
-    }
-    engine.finish()
+    let style = Style::Restore {
+        dest: dest.to_path_buf(),
+    };
+    source_dir::run(&root, keys, &d, progress, style, opts.engine())
 }
 
 /// Restore a tar stream of a ciphertext tree into `dest`, in one pass.
@@ -163,20 +131,27 @@ pub fn restore_dir(
 pub fn restore_tar(
     reader: impl std::io::Read,
     dest: &Path,
-    unlock: impl FnOnce(Option<&[u8]>) -> Result<Keys>,
+    unlock: impl FnOnce(Option<&[u8]>) -> Result<Cryptor>,
     config_in_stream: bool,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let d = Dest::open(dest, opts.force, opts.chown)?;
-    source_tar::restore(
-        reader,
-        d,
-        unlock,
-        config_in_stream,
-        engine_opts(opts),
-        progress,
-    )
+    let style = Style::Restore {
+        dest: dest.to_path_buf(),
+    };
+    let mut eo = opts.engine();
+    eo.record_homes = true;
+    source_tar::run(reader, &d, unlock, config_in_stream, style, eo, progress)
+}
+
+/// Engine options for a run that writes nothing (verify, ls).
+pub(crate) fn engine_options(expect_reverse: bool, filter: Option<Vec<Vec<u8>>>) -> EngineOptions {
+    EngineOptions {
+        expect_reverse,
+        filter,
+        ..EngineOptions::default()
+    }
 }
 
 #[cfg(test)]

@@ -204,11 +204,7 @@ impl DirSink {
 
     /// Refuse to write into an existing destination that does not hold a backup made
     /// with this key (see [`super::key::check_key`]).
-    pub fn check_key(
-        &self,
-        cryptor: &crate::cryptor::Cryptor,
-        config: Option<&[u8]>,
-    ) -> Result<()> {
+    pub fn check_key(&self, cryptor: &crate::format::Cryptor, config: Option<&[u8]>) -> Result<()> {
         super::key::check_key(self, cryptor, config)
     }
 }
@@ -230,7 +226,7 @@ impl super::key::Evidence for DirSink {
         let (bytes, _) = self
             .root
             .as_ref()?
-            .read_small(crate::names::CONF_NAME.as_bytes(), max)
+            .read_small(crate::format::names::CONF_NAME.as_bytes(), max)
             .ok()?;
         Some(bytes).filter(|b| b.len() <= max)
     }
@@ -280,7 +276,7 @@ impl super::key::Evidence for DirSink {
                 } else if m.file_type() == handle::S_IFREG && m.size > min {
                     let (f, _) = dir.open_file(name, Some(m.identity())).at(dir.show(name))?;
                     let mut head = vec![0u8; len];
-                    let got = crate::content::read_full(&mut f.take(len as u64), &mut head)
+                    let got = crate::format::content::read_full(&mut f.take(len as u64), &mut head)
                         .at(dir.show(name))?;
                     head.truncate(got);
                     return Ok(Some((cpath, head)));
@@ -322,7 +318,7 @@ impl<R: Read> Write for CompareWriter<R> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.equal {
             self.buf.resize(data.len(), 0);
-            let got = crate::content::read_full(&mut self.file, &mut self.buf)?;
+            let got = crate::format::content::read_full(&mut self.file, &mut self.buf)?;
             self.equal = got == data.len() && self.buf[..] == *data;
         }
         Ok(data.len())

@@ -7,10 +7,10 @@
 
 use std::path::PathBuf;
 
-use crate::content::{self as c, FileIvs};
-use crate::cryptor::Cryptor;
 use crate::error::{Error, Result};
-use crate::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
+use crate::format::content::{self as c, FileIvs};
+use crate::format::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
+use crate::format::Cryptor;
 
 /// How many entries are looked at, at most, to find a file to authenticate.
 pub const SEARCH_LIMIT: usize = 10_000;
@@ -57,7 +57,11 @@ pub fn check_key(ev: &dyn Evidence, cryptor: &Cryptor, config: Option<&[u8]>) ->
         ))
     };
     if let Some(cfg) = config {
-        if ev.root_config(crate::config::MAX_CONFIG_LEN).as_deref() == Some(cfg) {
+        if ev
+            .root_config(crate::format::config::MAX_CONFIG_LEN)
+            .as_deref()
+            == Some(cfg)
+        {
             return Ok(());
         }
     }

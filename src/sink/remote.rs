@@ -252,11 +252,7 @@ impl<'s> RemoteSink<'s> {
 
     /// Refuse to write into a location that holds something not made with this key
     /// (see [`super::key::check_key`]).
-    pub fn check_key(
-        &self,
-        cryptor: &crate::cryptor::Cryptor,
-        config: Option<&[u8]>,
-    ) -> Result<()> {
+    pub fn check_key(&self, cryptor: &crate::format::Cryptor, config: Option<&[u8]>) -> Result<()> {
         super::key::check_key(self, cryptor, config)
     }
 
@@ -875,7 +871,7 @@ impl super::key::Evidence for RemoteSink<'_> {
     }
 
     fn root_config(&self, max: usize) -> Option<Vec<u8>> {
-        let name = crate::names::CONF_NAME;
+        let name = crate::format::names::CONF_NAME;
         let h = self.index.find("", name.as_bytes())?;
         if h.existing.meta.file_type() != S_IFREG || h.existing.meta.size > max as u64 {
             return None;

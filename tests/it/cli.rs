@@ -42,6 +42,20 @@ fn man_pages_are_generated_from_the_current_cli() {
             n.to_string_lossy()
         );
     }
+    // Every page cryptbak(1) refers to exists (there is no cryptbak-help(1)).
+    let main = fs::read_to_string(t.path().join("cryptbak.1")).unwrap();
+    let listed: Vec<&str> = main
+        .lines()
+        .filter(|l| l.starts_with("cryptbak\\-"))
+        .collect();
+    assert!(listed.len() >= 9, "{listed:?}");
+    for line in listed {
+        let page = line.replace("\\-", "-").replace("(1)", ".1");
+        assert!(
+            t.path().join(&page).exists(),
+            "cryptbak(1) lists {page}, which does not exist"
+        );
+    }
 }
 
 #[test]
@@ -443,4 +457,123 @@ fn export_messages_say_what_is_wrong_in_words() {
         assert!(!err.contains("os error"), "{err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
+}
+
+/// Reading commands say what a wrong BACKUP is (issue 16): a tar archive given as a
+/// directory, a plain file; `info` reads the config inside a tar archive; a `--path`
+/// that is not in the backup leaves no DEST behind.
+#[test]
+fn backup_messages_say_what_the_thing_is() {
+    let w = Work::new("backup-messages");
+    fs::write(w.src.join("f"), b"data").unwrap();
+    init_fast(&w.src, &w.pw);
+    let tar = w.path("home.tar");
+    run_ok(
+        cryptbak()
+            .args(["export", "-q", "--passfile"])
+            .arg(&w.pw)
+            .arg("--tar")
+            .arg(&tar)
+            .arg(&w.src),
+    );
+    let plain = w.path("notes.txt");
+    fs::write(&plain, b"not a backup").unwrap();
+    for cmd in ["ls", "verify"] {
+        let out = run(cryptbak().arg(cmd).arg("--passfile").arg(&w.pw).arg(&tar));
+        assert_eq!(out.status.code(), Some(1), "{}", show_output(&out));
+        assert!(
+            stderr(&out).contains("looks like a tar archive: add --tar"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+        let out = run(cryptbak().arg(cmd).arg("--passfile").arg(&w.pw).arg(&plain));
+        assert!(
+            stderr(&out).contains("is a file, not a directory"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    let out = run_ok(cryptbak().arg("info").arg(&tar));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cryptbak"),
+        "info of a tar archive names its creator: {}",
+        show_output(&out)
+    );
+    let export = w.path("backup");
+    export_ok(&w.src, &export, &w.pw, &[]);
+    let dest = w.path("restored");
+    let out = run(cryptbak()
+        .args(["restore", "--passfile"])
+        .arg(&w.pw)
+        .args(["--path", "Documents/nope"])
+        .arg(&export)
+        .arg(&dest));
+    assert_eq!(out.status.code(), Some(1), "{}", show_output(&out));
+    assert!(
+        stderr(&out).contains("no such path in the backup"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dest.exists(), "an empty DEST was left behind");
+}
+
+/// encrypt-path and decrypt-path try every argument, name each that fails, and say in
+/// the exit code whether any did; an absolute path is accepted only inside SRC, and a
+/// path that does not exist is an error (issue 16).
+#[test]
+fn path_tools_are_strict_and_try_every_argument() {
+    let w = Work::new("path-tools");
+    fs::create_dir(w.src.join("dir")).unwrap();
+    fs::write(w.src.join("dir/file"), b"data").unwrap();
+    init_fast(&w.src, &w.pw);
+    let enc = |paths: &[&std::ffi::OsStr]| {
+        run(cryptbak()
+            .args(["encrypt-path", "--passfile"])
+            .arg(&w.pw)
+            .arg(&w.src)
+            .args(paths))
+    };
+    let good = enc(&["dir/file".as_ref()]);
+    assert_eq!(good.status.code(), Some(0), "{}", show_output(&good));
+    let cpath = String::from_utf8(good.stdout).unwrap().trim().to_string();
+    let abs = w.src.join("dir/file");
+    let out = enc(&[
+        abs.as_os_str(),
+        "/etc/passwd".as_ref(),
+        "dir/nope".as_ref(),
+        "dir/file".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show_output(&out));
+    let printed: Vec<String> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        printed,
+        [cpath.clone(), cpath.clone()],
+        "{}",
+        show_output(&out)
+    );
+    let err = stderr(&out);
+    assert!(err.contains("/etc/passwd: is not inside SRC"), "{err}");
+    assert!(err.contains("dir/nope: does not exist in SRC"), "{err}");
+
+    let backup = w.path("backup");
+    export_ok(&w.src, &backup, &w.pw, &[]);
+    let out = run(cryptbak()
+        .args(["decrypt-path", "--passfile"])
+        .arg(&w.pw)
+        .arg(&backup)
+        .args(["AAAA", &cpath, "BBBB"]));
+    assert_eq!(out.status.code(), Some(2), "{}", show_output(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout.clone()).unwrap().trim(),
+        "dir/file"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("AAAA") && err.contains("BBBB"),
+        "both failures named: {err}"
+    );
 }

@@ -16,12 +16,12 @@ use std::process::{Command, Output, Stdio};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cryptbak::config::Config;
-use cryptbak::content::{seal_symlink, ContentCipher, FileEncryptor, FileIvs};
-use cryptbak::keys;
-use cryptbak::names::eme::Eme;
-use cryptbak::names::NameCodec;
-use cryptbak::pathiv::{derive, symlink_iv_path, Purpose};
+use cryptbak::format::config::Config;
+use cryptbak::format::content::{seal_symlink, ContentCipher, FileEncryptor, FileIvs};
+use cryptbak::format::keys;
+use cryptbak::format::names::eme::Eme;
+use cryptbak::format::names::NameCodec;
+use cryptbak::format::pathiv::{derive, symlink_iv_path, Purpose};
 use sha2::{Digest, Sha256};
 
 use crate::restore_util::{cryptbak, export, passfile, show, tempdir, PW};
@@ -749,7 +749,14 @@ fn hostile_small_files_huge_or_fifo() {
             Box::new(|d| {
                 let p = d.join(long_entry(d).1);
                 fs::remove_file(&p).unwrap();
-                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &p,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .unwrap();
             }),
             26,
             "not a regular file",
@@ -767,7 +774,14 @@ fn hostile_small_files_huge_or_fifo() {
             Box::new(|d| {
                 let p = diriv(d);
                 fs::remove_file(&p).unwrap();
-                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &p,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .unwrap();
             }),
             26,
             "not a regular file",
@@ -821,7 +835,14 @@ fn hostile_small_files_huge_or_fifo() {
         let p = copy.join(CONF);
         fs::remove_file(&p).unwrap();
         if fifo {
-            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                0,
+            )
+            .unwrap();
         } else {
             sparse(&p, HUGE);
         }

@@ -9,6 +9,7 @@ mod hostile;
 mod incremental;
 mod interop_export;
 mod oracles;
+mod reader;
 mod remote;
 mod remote_export;
 mod restore;

@@ -479,25 +479,28 @@ fn restore_never_writes_outside_dest() {
         .file_type()
         .is_symlink());
 
-    // A tar with the real backup plus hostile paths.
+    // A tar with the real backup (written by GNU tar) plus hostile paths.
     let tar_path = t.path().join("evil.tar");
     {
-        let mut b = tar::Builder::new(fs::File::create(&tar_path).unwrap());
-        b.append_dir_all(".", &exp).unwrap();
+        let made = Command::new("tar")
+            .args(["--format=gnu", "-C"])
+            .arg(&exp)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        let mut bytes = without_end_blocks(made.stdout);
         for name in [
             &b"../evil"[..],
             b"/tmp/cryptbak-evil-absolute",
             b"./a/../../evil2",
         ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(4);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
-            h.set_cksum();
-            b.append(&h, &b"evil"[..]).unwrap();
+            bytes.extend_from_slice(&ustar_header(name, b'0', 4));
+            bytes.extend_from_slice(b"evil");
+            bytes.resize(bytes.len().div_ceil(512) * 512, 0);
         }
-        b.finish().unwrap();
+        bytes.resize(bytes.len() + 1024, 0);
+        fs::write(&tar_path, bytes).unwrap();
     }
     let out = t.path().join("out_tar");
     let mut c = restore_cmd(&pw, &tar_path, &out);

@@ -92,9 +92,12 @@ pub fn varied_tree(root: &Path, with_special: bool) {
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o400)).unwrap();
     fs::hard_link(root.join("size_4097"), root.join("sub/hardlink")).unwrap();
     if with_special {
-        nix::unistd::mkfifo(
-            &root.join("sub/fifo"),
-            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("sub/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            0,
         )
         .unwrap();
     }
@@ -181,7 +184,7 @@ pub fn assert_same_tree(a: &Path, b: &Path, skip: &[&str], second_mtimes: bool) 
         if !second_mtimes {
             assert_eq!(ma.mtime_nsec(), mb.mtime_nsec(), "mtime ns of {what}");
         }
-        if nix::unistd::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() {
             assert_eq!(
                 (ma.uid(), ma.gid()),
                 (mb.uid(), mb.gid()),
@@ -281,4 +284,33 @@ impl Drop for Mount {
                 .status();
         }
     }
+}
+
+// ---------------------------------------------------------------- raw tar pieces
+
+/// A ustar header with exactly these name bytes (no checks: `..`, absolute paths).
+pub fn ustar_header(name: &[u8], typeflag: u8, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"14000000000\0");
+    h[156] = typeflag;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// A tar archive without its end-of-archive zero blocks (and record padding), so more
+/// members can be appended.
+pub fn without_end_blocks(mut tar: Vec<u8>) -> Vec<u8> {
+    while tar.len() >= 512 && tar[tar.len() - 512..].iter().all(|&b| b == 0) {
+        tar.truncate(tar.len() - 512);
+    }
+    tar
 }

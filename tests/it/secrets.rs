@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use cryptbak::config::Config;
+use cryptbak::format::config::Config;
 
 use crate::util::*;
 

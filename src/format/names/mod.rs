@@ -135,8 +135,8 @@ pub fn parse_long_name(name: &[u8]) -> Option<(&[u8], bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{name_key, MasterKey};
-    use crate::pathiv::{derive, Purpose};
+    use crate::format::keys::{name_key, MasterKey};
+    use crate::format::pathiv::{derive, Purpose};
 
     fn zero_codec() -> NameCodec {
         NameCodec::new(

@@ -24,6 +24,7 @@ pub const MASTER_KEY_LEN: usize = 32;
 const INFO_EME: &[u8] = b"EME filename encryption";
 const INFO_SIV: &[u8] = b"AES-SIV file content encryption";
 const INFO_GCM: &[u8] = b"AES-GCM file content encryption";
+const INFO_XCHACHA: &[u8] = b"XChaCha20-Poly1305 file content encryption";
 
 /// The 32-byte master key from which all other keys are derived.
 pub struct MasterKey(Zeroizing<[u8; MASTER_KEY_LEN]>);
@@ -112,6 +113,14 @@ pub fn gcm_key(master: &MasterKey, hkdf: bool) -> Zeroizing<[u8; 32]> {
     } else {
         k.copy_from_slice(master.as_bytes());
     }
+    k
+}
+
+/// The 32-byte XChaCha20-Poly1305 content key of forward-mode `-xchacha` filesystems
+/// (gocryptfs `cryptocore.New`: always HKDF; such configs cannot be legacy).
+pub fn xchacha_key(master: &MasterKey) -> Zeroizing<[u8; 32]> {
+    let mut k = Zeroizing::new([0u8; 32]);
+    hkdf_sha256(master.as_bytes(), INFO_XCHACHA, &mut k[..]);
     k
 }
 
@@ -221,6 +230,9 @@ mod tests {
             "aab6744f44e669aad9501e0416d8415e050afdbee2f6b096a920cca429f04162\
              77b01ac99fa0f1a4179f93d2b9baf48f252e0c451a8e9a649859016070750426"
         );
+        // The four content and name keys of one master key all differ.
+        assert_ne!(xchacha_key(&m)[..], gcm_key(&m, true)[..]);
+        assert_ne!(xchacha_key(&m)[..], siv_key(&m, true)[..32]);
         let m1 = MasterKey::from_bytes([1; 32]);
         assert_ne!(hex(&siv_key(&m1, true)[..]), hex(&siv_key(&m, true)[..]));
     }
@@ -284,14 +296,13 @@ mod tests {
         assert!(implements!(String: std::fmt::Display));
         assert_no_leaky_traits!(
             MasterKey,
-            crate::cryptor::Cryptor,
-            crate::content::ContentCipher,
-            crate::siv::SivLanes,
-            crate::names::NameCodec,
-            crate::names::eme::Eme,
+            crate::format::Cryptor,
+            crate::format::content::ContentCipher,
+            crate::format::content::Opener<'static>,
+            crate::format::siv::SivLanes,
+            crate::format::names::NameCodec,
+            crate::format::names::eme::Eme,
             crate::view::View,
-            crate::restore::Keys,
-            crate::restore::decrypt::Decryptor,
         );
     }
 

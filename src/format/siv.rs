@@ -43,10 +43,11 @@ use aes::cipher::generic_array::GenericArray;
 use aes::cipher::inout::InOutBuf;
 use aes::cipher::{BlockBackend, BlockClosure, BlockEncrypt, BlockSizeUser, KeyInit};
 use aes::{Aes256, Block};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::content::{BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
-use crate::pathiv;
+use crate::format::content::{BLOCK_OVERHEAD, BLOCK_SIZE, CIPHER_BLOCK_SIZE};
+use crate::format::pathiv;
 
 /// Blocks processed side by side. 8 matches the AES-NI backend's pipelined batch.
 pub const LANES: usize = 8;
@@ -230,7 +231,7 @@ impl SivLanes {
     /// Seal consecutive plaintext blocks `first_block_no, first_block_no + 1, …` of one
     /// file: `plain` is split into 4096-byte blocks (the last may be shorter, not empty)
     /// and `out` receives `nonce ‖ tag ‖ ciphertext` for each, exactly as
-    /// [`crate::content::seal_block`] writes them. `out.len()` must be
+    /// [`crate::format::content::seal_block`] writes them. `out.len()` must be
     /// `plain.len() + 32 · blocks`.
     pub fn seal_blocks(
         &self,
@@ -273,7 +274,7 @@ impl SivLanes {
     /// Authenticate and decrypt consecutive sealed blocks (`nonce ‖ tag ‖ ciphertext`,
     /// 4128 bytes each, the last may be shorter) starting at block `first_block_no` of
     /// the file with ID `file_id`, into `out` (`sealed.len() − 32 · blocks` bytes).
-    /// The nonces are taken from the blocks, as [`crate::content::open_block`] does.
+    /// The nonces are taken from the blocks, as [`crate::format::content::open_block`] does.
     ///
     /// On error, returns the number of the first block that does not authenticate; the
     /// plaintext of every block that failed is zeroed (the others are valid). A final
@@ -318,11 +319,7 @@ impl SivLanes {
             let want = self.s2v(file_id, n0, &nonces[..k], &plains[..k]);
             for (i, ob) in o.chunks_mut(BLOCK_SIZE).enumerate() {
                 // Constant-time comparison of the tags.
-                let diff = want[i]
-                    .iter()
-                    .zip(&tags[i])
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                if diff != 0 {
+                if !bool::from(want[i].ct_eq(&tags[i])) {
                     ob.fill(0);
                     // Groups and blocks run in order, so the first one seen is the first.
                     bad.get_or_insert(n0.wrapping_add(i as u64));
@@ -480,8 +477,8 @@ impl BlockClosure for Ctr<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{self, FileIvs, HEADER_LEN};
-    use crate::keys::{siv_key, MasterKey};
+    use crate::format::content::{self, FileIvs, HEADER_LEN};
+    use crate::format::keys::{siv_key, MasterKey};
     use aes_siv::siv::Aes256Siv;
 
     /// SplitMix64: a reproducible stream of test inputs.

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::keys::{self, MasterKey, ScryptParams};
+use crate::format::keys::{self, MasterKey, ScryptParams};
 use crate::view::ViewVersion;
 
 /// The only on-disk format version gocryptfs 2.x reads or writes.
