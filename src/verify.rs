@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::backup::{source_dir, source_tar};
+use crate::backup::{source_dir, source_remote, source_tar};
 use crate::error::Result;
 use crate::format::Cryptor;
 use crate::progress::Progress;
@@ -41,6 +41,27 @@ pub fn verify_dir(
     };
     source_dir::run(
         &root,
+        keys,
+        &Discard::new(),
+        progress,
+        style,
+        engine_options(opts.expect_reverse, None),
+    )
+}
+
+/// Authenticate everything at a remote location (`s3://`, `sftp://`); nothing is
+/// written.
+pub fn verify_remote(
+    store: &crate::remote::Store,
+    keys: Cryptor,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let style = Style::Verify {
+        backup: source_remote::shown(store),
+    };
+    source_remote::run(
+        store,
         keys,
         &Discard::new(),
         progress,

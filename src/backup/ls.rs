@@ -1,26 +1,29 @@
 //! A read-only listing of a backup under its decrypted names.
 //!
-//! Of a directory, it decrypts names and symlink targets only: file contents are not
-//! read, so sizes come from the ciphertext sizes and nothing is authenticated beyond the
-//! names (use `verify`). A tar stream has to be read whole anyway, so `ls --tar` runs
+//! Of a directory or a remote location, it decrypts names and symlink targets only:
+//! file contents are not read, so sizes come from the ciphertext sizes and nothing is
+//! authenticated beyond the names (use `verify`). A tar stream has to be read whole anyway, so `ls --tar` runs
 //! the restore engine into a writer that records instead of writing: every entry listed
 //! was authenticated, and sizes are the plaintext's.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
+use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
 
 use super::fs;
 use super::names::{name_file_of, Kind, NameRules, MAX_NAME_FILE};
-use super::{source_dir, source_tar};
+use super::{source_dir, source_remote, source_tar};
 use crate::error::{Error, Result};
 use crate::format::content::Aead;
 use crate::format::names::DIRIV_NAME;
 use crate::format::Cryptor;
 use crate::progress::{Problem, Progress};
+use crate::remote::tree::{Node, Tree};
+use crate::remote::Store;
 use crate::restore::discard::Discard;
 use crate::restore::engine::report::{show_cpath, Style};
 use crate::restore::engine::{join_cpath, EngineOptions};
@@ -41,7 +44,93 @@ pub struct ListEntry {
     pub target: Option<Vec<u8>>,
 }
 
-struct Lister<'a> {
+/// Where `ls` reads a backup's directories from: a directory (through handles) or a
+/// remote location (its listing).
+trait Dirs {
+    /// An open directory.
+    type D;
+    /// The names in `d`, sorted bytewise.
+    fn names(&self, d: &Self::D) -> io::Result<Vec<Vec<u8>>>;
+    /// At most `max + 1` bytes of the regular file `name`.
+    fn read_small(&self, d: &Self::D, name: &[u8], max: usize) -> io::Result<Vec<u8>>;
+    fn meta(&self, d: &Self::D, name: &[u8]) -> io::Result<Meta>;
+    fn read_link(&self, d: &Self::D, name: &[u8]) -> io::Result<Vec<u8>>;
+    fn open(&self, d: &Self::D, name: &[u8]) -> io::Result<Self::D>;
+}
+
+/// A backup directory, through handles.
+struct Local;
+
+impl Dirs for Local {
+    type D = OwnedFd;
+    fn names(&self, d: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+        Ok(fs::list(d)?.into_iter().map(|n| n.into_vec()).collect())
+    }
+    fn read_small(&self, d: &OwnedFd, name: &[u8], max: usize) -> io::Result<Vec<u8>> {
+        fs::read_small(d, OsStr::from_bytes(name), max)
+    }
+    fn meta(&self, d: &OwnedFd, name: &[u8]) -> io::Result<Meta> {
+        fs::stat(d, OsStr::from_bytes(name)).map(|st| fs::meta(&st))
+    }
+    fn read_link(&self, d: &OwnedFd, name: &[u8]) -> io::Result<Vec<u8>> {
+        fs::read_link(d, OsStr::from_bytes(name))
+    }
+    fn open(&self, d: &OwnedFd, name: &[u8]) -> io::Result<OwnedFd> {
+        fs::open_dir(d, OsStr::from_bytes(name))
+    }
+}
+
+/// A remote location, from its one listing (directories are keys).
+struct Remote<'s> {
+    store: &'s Store,
+    tree: Tree,
+}
+
+impl Remote<'_> {
+    fn node(&self, d: &str, name: &[u8]) -> io::Result<&Node> {
+        self.tree
+            .find(d, name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found"))
+    }
+}
+
+impl Dirs for Remote<'_> {
+    type D = String;
+    fn names(&self, d: &String) -> io::Result<Vec<Vec<u8>>> {
+        let mut v: Vec<Vec<u8>> = self.tree.dir(d).map(|n| n.name.clone()).collect();
+        v.sort();
+        Ok(v)
+    }
+    fn read_small(&self, d: &String, name: &[u8], max: usize) -> io::Result<Vec<u8>> {
+        let n = self.node(d, name)?;
+        if n.meta.file_type() != crate::view::S_IFREG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let len = n.meta.size.min(max as u64 + 1);
+        self.store
+            .get_range(&Tree::key(d, n), 0..len)
+            .map_err(|e| io::Error::other(e.msg))
+    }
+    fn meta(&self, d: &String, name: &[u8]) -> io::Result<Meta> {
+        let n = self.node(d, name)?;
+        Ok(source_remote::restored_meta(&n.meta, Some(n)))
+    }
+    fn read_link(&self, d: &String, name: &[u8]) -> io::Result<Vec<u8>> {
+        self.node(d, name)?
+            .target
+            .clone()
+            .ok_or_else(|| io::Error::other("cannot read symlink"))
+    }
+    fn open(&self, d: &String, name: &[u8]) -> io::Result<String> {
+        Ok(Tree::key(d, self.node(d, name)?))
+    }
+}
+
+struct Lister<'a, F: Dirs> {
+    dirs: &'a F,
     keys: &'a Cryptor,
     root: PathBuf,
     progress: &'a dyn Progress,
@@ -50,7 +139,7 @@ struct Lister<'a> {
 
 /// A ciphertext entry with its plaintext name.
 struct Child {
-    cname: OsString,
+    cname: Vec<u8>,
     cpath: Vec<u8>,
     name: Vec<u8>,
     meta: Meta,
@@ -67,46 +156,85 @@ pub fn list(
     out: &mut dyn FnMut(&ListEntry),
 ) -> Result<u64> {
     let root = source_dir::open(backup)?;
+    let fd: OwnedFd = root.fd().try_clone().map_err(|e| Error::io(backup, e))?;
     let mut l = Lister {
+        dirs: &Local,
         keys: &keys,
         root: backup.to_path_buf(),
         progress,
         errors: 0,
     };
-    // Walk down to the requested path, one decrypted name at a time.
-    let mut dir: OwnedFd = root.fd().try_clone().map_err(|e| Error::io(backup, e))?;
-    let mut cpath: Vec<u8> = Vec::new();
-    let mut plain: Vec<u8> = Vec::new();
-    let comps = path.unwrap_or_default();
-    for (i, comp) in comps.iter().enumerate() {
-        let children = l.children(&dir, &cpath)?;
-        let Some(next) = children.into_iter().find(|c| &c.name == comp) else {
-            return Err(Error::invalid(
-                Path::new(OsStr::from_bytes(&join_cpath(&plain, comp))),
-                "no such path in the backup",
-            ));
-        };
-        plain = join_cpath(&plain, &next.name);
-        if next.meta.file_type() != S_IFDIR {
-            if i + 1 < comps.len() {
-                return Err(Error::invalid(
-                    Path::new(OsStr::from_bytes(&plain)),
-                    "not a directory",
-                ));
-            }
-            let e = l.entry(&dir, &next, plain);
-            out(&e);
-            return Ok(l.errors);
-        }
-        dir = fs::open_dir(&dir, &next.cname)
-            .map_err(|e| Error::io(l.root.join(show_cpath(&next.cpath)), e))?;
-        cpath = next.cpath;
-    }
-    l.walk(&dir, &cpath, &plain, recursive, out)?;
-    Ok(l.errors)
+    l.list(fd, path, recursive, out)
 }
 
-impl Lister<'_> {
+/// [`list`] for a remote location (`s3://`, `sftp://`): from one listing of it (on S3
+/// with one HEAD per object for modes and times), reading only `gocryptfs.diriv`,
+/// `.name` files and symlink targets.
+pub fn list_remote(
+    store: &Store,
+    keys: Cryptor,
+    path: Option<Vec<Vec<u8>>>,
+    recursive: bool,
+    progress: &dyn Progress,
+    out: &mut dyn FnMut(&ListEntry),
+) -> Result<u64> {
+    let (tree, problems) = Tree::load(store)?;
+    let remote = Remote { store, tree };
+    let mut l = Lister {
+        dirs: &remote,
+        keys: &keys,
+        root: source_remote::shown(store),
+        progress,
+        errors: 0,
+    };
+    for p in problems {
+        l.problem(b"", p.to_string());
+    }
+    l.list(String::new(), path, recursive, out)
+}
+
+impl<F: Dirs> Lister<'_, F> {
+    fn list(
+        &mut self,
+        mut dir: F::D,
+        path: Option<Vec<Vec<u8>>>,
+        recursive: bool,
+        out: &mut dyn FnMut(&ListEntry),
+    ) -> Result<u64> {
+        // Walk down to the requested path, one decrypted name at a time.
+        let mut cpath: Vec<u8> = Vec::new();
+        let mut plain: Vec<u8> = Vec::new();
+        let comps = path.unwrap_or_default();
+        for (i, comp) in comps.iter().enumerate() {
+            let children = self.children(&dir, &cpath)?;
+            let Some(next) = children.into_iter().find(|c| &c.name == comp) else {
+                return Err(Error::invalid(
+                    Path::new(OsStr::from_bytes(&join_cpath(&plain, comp))),
+                    "no such path in the backup",
+                ));
+            };
+            plain = join_cpath(&plain, &next.name);
+            if next.meta.file_type() != S_IFDIR {
+                if i + 1 < comps.len() {
+                    return Err(Error::invalid(
+                        Path::new(OsStr::from_bytes(&plain)),
+                        "not a directory",
+                    ));
+                }
+                let e = self.entry(&dir, &next, plain);
+                out(&e);
+                return Ok(self.errors);
+            }
+            dir = self
+                .dirs
+                .open(&dir, &next.cname)
+                .map_err(|e| Error::io(self.shown(&next.cpath), e))?;
+            cpath = next.cpath;
+        }
+        self.walk(&dir, &cpath, &plain, recursive, out)?;
+        Ok(self.errors)
+    }
+
     fn rules(&self) -> NameRules<'_> {
         NameRules::new(self.keys)
     }
@@ -127,7 +255,7 @@ impl Lister<'_> {
 
     fn walk(
         &mut self,
-        dir: &OwnedFd,
+        dir: &F::D,
         cpath: &[u8],
         plain: &[u8],
         recursive: bool,
@@ -138,7 +266,9 @@ impl Lister<'_> {
             let e = self.entry(dir, &c, p.clone());
             out(&e);
             if recursive && c.meta.file_type() == S_IFDIR {
-                let r = fs::open_dir(dir, &c.cname)
+                let r = self
+                    .dirs
+                    .open(dir, &c.cname)
                     .map_err(|e| Error::io(self.shown(&c.cpath), e))
                     .and_then(|sub| self.walk(&sub, &c.cpath, &p, true, out));
                 if let Err(err) = r {
@@ -149,7 +279,7 @@ impl Lister<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, dir: &OwnedFd, c: &Child, path: Vec<u8>) -> ListEntry {
+    fn entry(&mut self, dir: &F::D, c: &Child, path: Vec<u8>) -> ListEntry {
         let mut target = None;
         let size = match FileType::from_raw_mode(c.meta.mode) {
             FileType::RegularFile => self
@@ -158,7 +288,7 @@ impl Lister<'_> {
                 .aead()
                 .unwrap_or(Aead::Siv)
                 .plain_size(c.meta.size),
-            FileType::Symlink => match fs::read_link(dir, &c.cname) {
+            FileType::Symlink => match self.dirs.read_link(dir, &c.cname) {
                 Ok(t) => {
                     let dec = match &self.keys.names {
                         None => Some(t),
@@ -191,11 +321,14 @@ impl Lister<'_> {
     }
 
     /// The entries of a ciphertext directory with their plaintext names, sorted.
-    fn children(&mut self, dir: &OwnedFd, cpath: &[u8]) -> Result<Vec<Child>> {
-        let names = fs::list(dir).map_err(|e| Error::io(self.shown(cpath), e))?;
+    fn children(&mut self, dir: &F::D, cpath: &[u8]) -> Result<Vec<Child>> {
+        let names = self
+            .dirs
+            .names(dir)
+            .map_err(|e| Error::io(self.shown(cpath), e))?;
         let rules = self.rules();
         let stored = if rules.has_diriv_files() {
-            match fs::read_small(dir, OsStr::new(DIRIV_NAME), 16) {
+            match self.dirs.read_small(dir, DIRIV_NAME.as_bytes(), 16) {
                 Ok(b) if b.len() == 16 => Some(b.try_into().expect("16 bytes")),
                 _ => {
                     self.problem(
@@ -212,14 +345,13 @@ impl Lister<'_> {
         let iv = rules.lookup_dir_iv(cpath, stored);
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        for n in names {
-            let b = n.as_bytes();
-            if rules.classify(cpath.is_empty(), b) != Kind::Entry {
+        for b in names {
+            if rules.classify(cpath.is_empty(), &b) != Kind::Entry {
                 continue;
             }
-            let here = join_cpath(cpath, b);
-            let name_file = if rules.needs_name_file(b) {
-                match fs::read_small(dir, OsStr::from_bytes(&name_file_of(b)), MAX_NAME_FILE) {
+            let here = join_cpath(cpath, &b);
+            let name_file = if rules.needs_name_file(&b) {
+                match self.dirs.read_small(dir, &name_file_of(&b), MAX_NAME_FILE) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         problems.push((here, format!("cannot read its .name file: {e}")));
@@ -229,19 +361,19 @@ impl Lister<'_> {
             } else {
                 None
             };
-            let name = match rules.plain_name(&iv, b, name_file.as_deref()) {
+            let name = match rules.plain_name(&iv, &b, name_file.as_deref()) {
                 Ok(n) => n,
                 Err(e) => {
                     problems.push((here, e.to_string()));
                     continue;
                 }
             };
-            match fs::stat(dir, &n) {
-                Ok(st) => out.push(Child {
-                    cname: n,
+            match self.dirs.meta(dir, &b) {
+                Ok(meta) => out.push(Child {
+                    cname: b,
                     cpath: here,
                     name,
-                    meta: fs::meta(&st),
+                    meta,
                 }),
                 Err(e) => problems.push((here, e.to_string())),
             }

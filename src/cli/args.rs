@@ -33,7 +33,7 @@ pub enum Cmd {
     Init(InitArgs),
     /// Write the encrypted reverse view of SRC into DEST (a directory, s3:// or sftp://), or as a tar stream (--tar)
     Export(ExportArgs),
-    /// Decrypt a backup (directory or tar stream) back to plaintext in DEST, authenticating contents and names
+    /// Decrypt a backup (directory, s3://, sftp:// or tar stream) back to plaintext in DEST, authenticating contents and names
     Restore(RestoreArgs),
     /// List a backup's decrypted names, sizes and times, without restoring anything
     Ls(LsArgs),
@@ -354,7 +354,9 @@ pub struct BackupKeyArgs {
 #[command(
     long_about = "Decrypt a backup back to plaintext in DEST: a cryptbak export, a copy of a gocryptfs \
 -reverse mount (cp -a, rsync -a with or without -H, tar), a forward-mode gocryptfs directory \
-(AES-GCM, AES-SIV or XChaCha20-Poly1305), or a tar stream of any of them. Every block is \
+(AES-GCM, AES-SIV or XChaCha20-Poly1305), a tar stream of any of them, or an s3:// or sftp:// \
+location that cryptbak export wrote (or rclone copied an export to): read with one listing and \
+ranged GETs, several files at a time, nothing stored locally but DEST. Every block is \
 authenticated before its plaintext appears under its real name; nothing is written outside DEST.\n\n\
 The gocryptfs format authenticates contents, names and symlink targets, not owners, modes, times \
 or file types. So setuid/setgid bits of files are dropped and device nodes are not created unless \
@@ -416,7 +418,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// The backup: a ciphertext directory, or with --tar a tar file or -
+    /// The backup: a ciphertext directory, an s3://BUCKET/PREFIX or sftp://[USER@]HOST[:PORT]/PATH location (as for export), or with --tar a tar file or -
     pub backup: PathBuf,
 
     /// Where to restore to (created if missing; must be empty unless --force)
@@ -442,7 +444,7 @@ pub struct LsArgs {
     #[arg(long)]
     pub tar: bool,
 
-    /// The backup directory, or with --tar a tar file or -
+    /// The backup directory, an s3:// or sftp:// location, or with --tar a tar file or -
     pub backup: PathBuf,
 
     /// Plaintext path inside the backup to list [default: the root]
@@ -513,7 +515,7 @@ pub struct VerifyArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// The backup: a directory (a cryptbak export, a copy of a gocryptfs -reverse mount, or a forward-mode gocryptfs directory), or with --tar a tar file or -
+    /// The backup: a directory (a cryptbak export, a copy of a gocryptfs -reverse mount, or a forward-mode gocryptfs directory), an s3:// or sftp:// location, or with --tar a tar file or -
     pub backup: PathBuf,
 
     // Last: its help heading would otherwise also cover the options after it. Only used

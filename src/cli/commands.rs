@@ -141,6 +141,9 @@ pub(crate) enum ConfigAt<'a> {
     /// `.gocryptfs.reverse.conf` in the source directory, through its handle; `PathBuf`
     /// names it in messages.
     Source(&'a Dir, PathBuf),
+    /// A config already read (the `gocryptfs.conf` object of a remote backup), or
+    /// `None` when there is none; `PathBuf` names it in messages.
+    Bytes(Option<Vec<u8>>, PathBuf),
 }
 
 /// A config as read: parsed, its bytes, and the attributes of the file they came from
@@ -169,6 +172,15 @@ fn load_config(at: &ConfigAt) -> Result<LoadedConfig> {
                 .map_err(unreadable(shown))?;
             (b, Some(Meta::from_stat(&st)), shown)
         }
+        ConfigAt::Bytes(b, shown) => match b {
+            Some(b) => (b.clone(), None, shown),
+            None => {
+                return Err(unreadable(shown)(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such object",
+                )))
+            }
+        },
     };
     if bytes.len() > MAX_CONFIG_LEN {
         return Err(Error::ConfigInvalid {
@@ -208,7 +220,7 @@ pub(crate) fn unlock_at(
         None => at,
     };
     let config_path = match &at {
-        ConfigAt::Path(p) | ConfigAt::Source(_, p) => p.clone(),
+        ConfigAt::Path(p) | ConfigAt::Source(_, p) | ConfigAt::Bytes(_, p) => p.clone(),
     };
     if let Some(hex) = &key.masterkey {
         let master = read_master_key(hex, &mut warn_to_stderr)?;

@@ -10,11 +10,14 @@ use cryptbak::backup::ls::{self, ListEntry};
 use cryptbak::format::config::Config;
 use cryptbak::format::names::CONF_NAME;
 use cryptbak::format::Cryptor;
+use cryptbak::remote::{Env, Location, Options, Store};
 use cryptbak::restore::{self, Aead, Layout, RestoreOptions, Summary};
 use cryptbak::{Error, Result};
 
 use super::args::{BackupKeyArgs, KeyArgs, LsArgs, PasswordArgs, RestoreArgs};
-use super::commands::{password_source, same_place, set_threads, unlock, warn_to_stderr};
+use super::commands::{
+    password_source, same_place, set_threads, unlock, unlock_at, warn_to_stderr, ConfigAt,
+};
 use super::exit;
 use super::report::{sanitize, show_path, Output, StderrReport};
 
@@ -70,6 +73,49 @@ pub(crate) fn unlock_backup(
         aead_flag(k)
     };
     Ok((u, aead))
+}
+
+/// BACKUP as a remote location, when it is an `s3://` or `sftp://` URL.
+pub(crate) fn backup_url(backup: &Path) -> Option<&str> {
+    backup.to_str().filter(|s| Location::is_url(s))
+}
+
+/// Open a remote BACKUP with the user's credentials (a missing bucket, refused
+/// credentials or an unreachable server end the run here, saying which). The worker
+/// threads grow to one per transfer: they wait on the network.
+pub(crate) fn open_remote(url: &str, jobs: Option<usize>) -> Result<Store> {
+    let loc =
+        Location::parse(url).map_err(|e| Error::Usage(format!("BACKUP {}: {e}", sanitize(url))))?;
+    let opts = Options::default();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    set_threads(Some(jobs.unwrap_or(cores).max(opts.transfers)));
+    Ok(Store::open(&loc, &Env::from_process(), opts)?)
+}
+
+/// The keys of a remote backup: from its `gocryptfs.conf` object, or `--config` /
+/// `--masterkey` (see [`unlock_backup`]).
+pub(crate) fn keys_from_store(k: &BackupKeyArgs, store: &Store) -> Result<Cryptor> {
+    let shown = PathBuf::from(store.location().display_key(CONF_NAME));
+    let at = match &k.config {
+        Some(p) => ConfigAt::Path(p.clone()),
+        None => {
+            // One byte more than any config: a larger object is refused as such.
+            let max = cryptbak::format::config::MAX_CONFIG_LEN as u64 + 1;
+            let bytes = match store.get_range(CONF_NAME, 0..max) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind == cryptbak::remote::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            };
+            ConfigAt::Bytes(bytes, shown.clone())
+        }
+    };
+    let (u, _) = unlock_at(&key_args(k), at, RESTORE_CONFIG_HINT)?;
+    let aead = if u.from_config {
+        Some(aead_of_config(k, &u.format)?)
+    } else {
+        aead_flag(k)
+    };
+    cryptor_for_reading(&u, aead, &shown, k)
 }
 
 /// The key bundle for reading a backup (see [`unlock_backup`]).
@@ -155,8 +201,14 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         Some(p) => restore::parse_path(p)?,
         None => None,
     };
+    let url = backup_url(&a.backup);
+    if url.is_some() && a.tar {
+        return Err(Error::Usage(
+            "--tar reads a tar stream; an s3:// or sftp:// BACKUP is a tree".into(),
+        ));
+    }
     let stdin = a.tar && a.backup.as_os_str() == "-";
-    if !stdin && !a.backup.exists() {
+    if url.is_none() && !stdin && !a.backup.exists() {
         return Err(Error::invalid(&a.backup, "no such file or directory"));
     }
     if a.tar && !stdin && a.backup.is_dir() {
@@ -164,10 +216,10 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
             "--tar expects a tar file or -, not a directory".into(),
         ));
     }
-    if !a.tar && !a.backup.is_dir() {
+    if url.is_none() && !a.tar && !a.backup.is_dir() {
         return Err(super::source::not_a_backup_dir(&a.backup));
     }
-    if !stdin && a.dest.exists() && same_place(&a.backup, &a.dest) {
+    if url.is_none() && !stdin && a.dest.exists() && same_place(&a.backup, &a.dest) {
         return Err(Error::Usage(
             "DEST must not be inside BACKUP (or BACKUP inside DEST)".into(),
         ));
@@ -188,10 +240,16 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         keep_setuid: a.keep_setuid,
         devices: a.devices,
     };
-    set_threads(a.jobs);
+    let store = url.map(|u| open_remote(u, a.jobs)).transpose()?;
+    if store.is_none() {
+        set_threads(a.jobs);
+    }
     let progress =
         StderrReport::new(a.quiet, Output::Quiet, !a.no_progress).with_details(a.verbose);
-    let summary = if a.tar {
+    let summary = if let Some(store) = &store {
+        let keys = keys_from_store(&a.key, store)?;
+        restore::restore_remote(store, &a.dest, keys, &opts, &progress)?
+    } else if a.tar {
         let (in_stream, now) = tar_keys(&a.key)?;
         let input = tar_input(&a.backup)?;
         restore::restore_tar(
@@ -324,7 +382,16 @@ pub fn ls(a: &LsArgs) -> Result<i32> {
             }
         }
     };
-    let problems = if a.tar {
+    let problems = if let Some(url) = backup_url(&a.backup) {
+        if a.tar {
+            return Err(Error::Usage(
+                "--tar reads a tar stream; an s3:// or sftp:// BACKUP is a tree".into(),
+            ));
+        }
+        let store = open_remote(url, None)?;
+        let keys = keys_from_store(&a.key, &store)?;
+        ls::list_remote(&store, keys, path, a.recursive, &progress, &mut print)?
+    } else if a.tar {
         let (in_stream, now) = tar_keys(&a.key)?;
         let input = tar_input(&a.backup)?;
         let (entries, problems) = ls::list_tar(

@@ -14,14 +14,20 @@ use cryptbak::format::Cryptor;
 use cryptbak::progress::{Problem, Progress, Severity};
 use cryptbak::restore::{Aead, Layout};
 use cryptbak::sink::dir::DirSink;
+use cryptbak::sink::remote::RemoteSink;
+use cryptbak::sink::TreeSink;
 use cryptbak::verify::{self, Summary, VerifyOptions};
+use cryptbak::view::View;
 use cryptbak::{Error, Result};
 
 use super::args::{SelectArgs, VerifyArgs};
 use super::commands::{same_place, set_threads};
 use super::exit;
 use super::report::{sanitize, show_path, Output, StderrReport};
-use super::restore::{key_args, policy_notes, tar_input, tar_keys, tar_unlock, unlock_backup};
+use super::restore::{
+    backup_url, key_args, keys_from_store, open_remote, policy_notes, tar_input, tar_keys,
+    tar_unlock, unlock_backup,
+};
 use super::source::{open_dir_arg, open_source};
 
 const SOURCE_CONFIG_HINT: &str =
@@ -63,6 +69,9 @@ fn selects_anything(s: &SelectArgs) -> bool {
 
 pub fn verify(a: &VerifyArgs) -> Result<i32> {
     let started = Instant::now();
+    if let Some(url) = backup_url(&a.backup) {
+        return verify_remote(a, url, started);
+    }
     let stdin = a.tar && a.backup.as_os_str() == "-";
     if !a.tar && !a.backup.is_dir() {
         return Err(super::source::not_a_backup_dir(&a.backup));
@@ -131,35 +140,107 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
     };
     let summary = verify::verify_dir(&a.backup, keys, &opts, &progress)?;
 
-    let mut diffs = Vec::new();
-    let mut compare_errors = 0;
-    if let Some((src_dir, view)) = view {
-        // The plan of an export into BACKUP, with --checksum: every entry of it is a
-        // difference.
-        let backup = open_dir_arg(&a.backup, "BACKUP")?;
-        let sink = DirSink::new(Some(backup), a.backup.clone(), false);
-        let d = Differences {
-            inner: &progress,
-            changes: Mutex::new(Vec::new()),
-            errors: AtomicU64::new(0),
-        };
-        let opts = TreeOptions {
-            dry_run: true,
-            checksum: true,
-            ..TreeOptions::default()
-        };
-        let s = export_tree(&view, src_dir, &sink, &opts, &d)?;
-        compare_errors = s.errors.max(d.errors.load(Ordering::Relaxed));
-        diffs = d.changes.into_inner().expect("no panics while held");
-        diffs.sort_by(|x, y| x.cpath.cmp(&y.cpath));
+    let (diffs, compare_errors) = match view {
+        Some((src_dir, view)) => {
+            let backup = open_dir_arg(&a.backup, "BACKUP")?;
+            let sink = DirSink::new(Some(backup), a.backup.clone(), false);
+            differences(&view, src_dir, &sink, false, &progress)?
+        }
+        None => (Vec::new(), 0),
+    };
+    Ok(finish(a, &summary, &diffs, compare_errors, started))
+}
+
+/// The plan of an export into BACKUP, with --checksum: every entry of it is a
+/// difference. Returns them, sorted, and the number of entries that could not be
+/// compared.
+fn differences<S: TreeSink>(
+    view: &View,
+    src_dir: cryptbak::fs::Dir,
+    sink: &S,
+    owners: bool,
+    progress: &StderrReport,
+) -> Result<(Vec<Change>, u64)> {
+    let d = Differences {
+        inner: progress,
+        changes: Mutex::new(Vec::new()),
+        errors: AtomicU64::new(0),
+    };
+    let opts = TreeOptions {
+        dry_run: true,
+        checksum: true,
+        owners,
+        ..TreeOptions::default()
+    };
+    let s = export_tree(view, src_dir, sink, &opts, &d)?;
+    let errors = s.errors.max(d.errors.load(Ordering::Relaxed));
+    let mut diffs = d.changes.into_inner().expect("no panics while held");
+    diffs.sort_by(|x, y| x.cpath.cmp(&y.cpath));
+    Ok((diffs, errors))
+}
+
+/// `verify s3://…` or `sftp://…`: the same reader over the remote source; with
+/// --source, the plan of an export into the location.
+fn verify_remote(a: &VerifyArgs, url: &str, started: Instant) -> Result<i32> {
+    if a.tar {
+        return Err(Error::Usage(
+            "--tar reads a tar stream; an s3:// or sftp:// BACKUP is a tree".into(),
+        ));
     }
+    if a.source.is_none() && selects_anything(&a.select) {
+        return Err(Error::Usage(
+            "the selection options only apply with --source".into(),
+        ));
+    }
+    let store = open_remote(url, a.jobs)?;
+    let progress = StderrReport::new(false, Output::Quiet, false).with_details(a.verbose);
+    let (keys, source) = match &a.source {
+        None => (keys_from_store(&a.key, &store)?, None),
+        Some(src) => {
+            let source = open_source(
+                src,
+                &key_args(&a.key),
+                a.compat,
+                &a.select,
+                SOURCE_CONFIG_HINT,
+            )?;
+            let keys = Cryptor::new(&source.unlocked.master, source.unlocked.format)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            (keys, Some(source))
+        }
+    };
+    let opts = VerifyOptions {
+        expect_reverse: a.reverse || a.source.is_some(),
+    };
+    let summary = verify::verify_remote(&store, keys, &opts, &progress)?;
+    let (diffs, compare_errors) = match source {
+        Some(source) => {
+            let (sink, problems) = RemoteSink::open(&store)?;
+            for p in problems {
+                progress.problem(&Problem::error(&a.backup, p.to_string()));
+            }
+            differences(&source.view, source.dir, &sink, store.is_s3(), &progress)?
+        }
+        None => (Vec::new(), 0),
+    };
+    Ok(finish(a, &summary, &diffs, compare_errors, started))
+}
+
+/// The differences (stdout), the summary or JSON, and the exit code.
+fn finish(
+    a: &VerifyArgs,
+    summary: &Summary,
+    diffs: &[Change],
+    compare_errors: u64,
+    started: Instant,
+) -> i32 {
     if !a.json {
         // Each line names the plaintext (the plan knows it), as export -v does.
-        for c in &diffs {
+        for c in diffs {
             println!("{}", sanitize(&c.itemize()));
         }
     }
-    Ok(report(a, &summary, &diffs, compare_errors, started))
+    report(a, summary, diffs, compare_errors, started)
 }
 
 /// Print the summary (or JSON) and return the exit code.

@@ -26,6 +26,7 @@ mod location;
 mod meta;
 mod s3;
 mod sftp;
+pub mod tree;
 
 use std::io;
 use std::ops::Range;
@@ -163,6 +164,11 @@ impl Store {
 
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// Whether this is an S3 location (else SFTP).
+    pub fn is_s3(&self) -> bool {
+        matches!(self.backend, Backend::S3(_))
     }
 
     /// The finest mtime difference the store keeps: 1 ns on S3 (rclone's metadata),

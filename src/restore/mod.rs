@@ -19,7 +19,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::backup::{source_dir, source_tar};
+use crate::backup::{source_dir, source_remote, source_tar};
 use crate::error::{Error, Result};
 use crate::format::Cryptor;
 use crate::progress::Progress;
@@ -120,6 +120,21 @@ pub fn restore_dir(
         dest: dest.to_path_buf(),
     };
     source_dir::run(&root, keys, &d, progress, style, opts.engine())
+}
+
+/// Restore the ciphertext tree at a remote location (`s3://`, `sftp://`) into `dest`.
+pub fn restore_remote(
+    store: &crate::remote::Store,
+    dest: &Path,
+    keys: Cryptor,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let d = Dest::open(dest, opts.force, opts.chown)?;
+    let style = Style::Restore {
+        dest: dest.to_path_buf(),
+    };
+    source_remote::run(store, keys, &d, progress, style, opts.engine())
 }
 
 /// Restore a tar stream of a ciphertext tree into `dest`, in one pass.

@@ -12,6 +12,7 @@ mod oracles;
 mod reader;
 mod remote;
 mod remote_export;
+mod remote_restore;
 mod restore;
 mod restore_util;
 mod secrets;

@@ -25,7 +25,7 @@ use crate::util::{
 };
 
 /// Deterministic bytes.
-fn data(len: usize, seed: u8) -> Vec<u8> {
+pub fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[2] ^ seed)
         .collect()
@@ -35,7 +35,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 /// empty file, nested and read-only directories, symlinks, a hard link, a long name
 /// (its key is the short hashed one), modes and nanosecond mtimes; a FIFO when
 /// `fifo` (SFTP cannot make one).
-fn tree(root: &Path, fifo: bool) {
+pub fn tree(root: &Path, fifo: bool) {
     fs::create_dir_all(root.join("d1/d2/d3")).unwrap();
     fs::create_dir(root.join("ro")).unwrap();
     let files: [(&str, Vec<u8>); 8] = [
@@ -70,20 +70,20 @@ fn tree(root: &Path, fifo: bool) {
 }
 
 /// One of the two servers, as the CLI reaches it.
-enum Srv {
+pub enum Srv {
     S3(S3Server),
     Sftp(SshServer),
 }
 
 impl Srv {
-    fn s3(label: &str) -> Srv {
+    pub fn s3(label: &str) -> Srv {
         Srv::S3(S3Server::start(label))
     }
-    fn sftp(label: &str) -> Srv {
+    pub fn sftp(label: &str) -> Srv {
         Srv::Sftp(SshServer::start(label))
     }
 
-    fn url(&self, sub: &str) -> String {
+    pub fn url(&self, sub: &str) -> String {
         match self {
             Srv::S3(s) => s.location(sub).to_string(),
             Srv::Sftp(s) => s.location(sub).to_string(),
@@ -91,7 +91,7 @@ impl Srv {
     }
 
     /// Where `sub` lies on the server's disk (s3s-fs: object `k` is the file `k`).
-    fn disk(&self, sub: &str) -> PathBuf {
+    pub fn disk(&self, sub: &str) -> PathBuf {
         match self {
             Srv::S3(s) => s.object_path(sub),
             Srv::Sftp(s) => s.data.join(sub),
@@ -99,7 +99,7 @@ impl Srv {
     }
 
     /// The environment a user would set: credentials and endpoint, or the ssh command.
-    fn env(&self, c: &mut Command) {
+    pub fn env(&self, c: &mut Command) {
         for v in [
             "AWS_PROFILE",
             "AWS_SESSION_TOKEN",
@@ -126,7 +126,7 @@ impl Srv {
         }
     }
 
-    fn export(&self, w: &Work, sub: &str, extra: &[&str]) -> Command {
+    pub fn export(&self, w: &Work, sub: &str, extra: &[&str]) -> Command {
         let mut c = cryptbak();
         c.arg("export").arg("--passfile").arg(&w.pw);
         c.args(extra).arg(&w.src).arg(self.url(sub));
@@ -134,7 +134,7 @@ impl Srv {
         c
     }
 
-    fn store(&self, sub: &str) -> Store {
+    pub fn store(&self, sub: &str) -> Store {
         let (loc, env) = match self {
             Srv::S3(s) => (s.location(sub), s.env()),
             Srv::Sftp(s) => (s.location(sub), s.env()),
@@ -142,7 +142,7 @@ impl Srv {
         Store::open(&loc, &env, Options::default()).unwrap()
     }
 
-    fn is_s3(&self) -> bool {
+    pub fn is_s3(&self) -> bool {
         matches!(self, Srv::S3(_))
     }
 }
@@ -153,7 +153,7 @@ fn stderr(o: &Output) -> String {
 
 /// The regular files of a tree on disk with their bytes (the lock and s3s-fs's own
 /// bookkeeping are not part of the tree).
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for p in crate::restore_util::walk(root) {
         let md = fs::symlink_metadata(&p).unwrap();
