@@ -178,7 +178,7 @@ pub fn list_remote(
     progress: &dyn Progress,
     out: &mut dyn FnMut(&ListEntry),
 ) -> Result<u64> {
-    let (tree, problems) = Tree::load(store)?;
+    let (tree, problems) = Tree::load(store, None)?;
     let remote = Remote { store, tree };
     let mut l = Lister {
         dirs: &remote,

@@ -46,7 +46,7 @@ pub(crate) fn run<W: Writer>(
     style: Style,
     opts: EngineOptions,
 ) -> Result<Summary> {
-    let (tree, problems) = Tree::load(store)?;
+    let (tree, problems) = Tree::load(store, None)?;
     let engine = Engine::new(keys, w, progress, style, opts);
     let shown = shown(store);
     for p in problems {

@@ -215,7 +215,7 @@ fn verify_remote(a: &VerifyArgs, url: &str, started: Instant) -> Result<i32> {
     let summary = verify::verify_remote(&store, keys, &opts, &progress)?;
     let (diffs, compare_errors) = match source {
         Some(source) => {
-            let (sink, problems) = RemoteSink::open(&store)?;
+            let (sink, problems) = RemoteSink::open(&store, None)?;
             for p in problems {
                 progress.problem(&Problem::error(&a.backup, p.to_string()));
             }

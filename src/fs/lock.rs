@@ -52,7 +52,7 @@ fn lock_dirs() -> Vec<PathBuf> {
 
 /// Open (creating it if needed) a directory that belongs to us and that no one else
 /// may write or enter; refuse one that is anything else.
-fn private_dir(path: &Path) -> io::Result<Dir> {
+pub(crate) fn private_dir(path: &Path) -> io::Result<Dir> {
     let d = open_or_make(path, 1)?;
     let st = d.stat()?;
     let me = rustix::process::geteuid().as_raw();

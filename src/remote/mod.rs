@@ -20,6 +20,7 @@
 //! conditional write (S3 `If-None-Match: *`, SFTP `O_CREAT|O_EXCL`), and removes it on
 //! release. It exists only while a run holds it; [`Store::list`] never shows it.
 
+pub mod cache;
 mod env;
 mod error;
 mod location;
@@ -164,6 +165,15 @@ impl Store {
 
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// What names this location for a [`cache::MetaCache`] (endpoint, bucket, prefix),
+    /// on S3; SFTP needs no cache (its listing carries the metadata).
+    pub fn cache_id(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::S3(b) => Some(&b.id),
+            Backend::Sftp(_) => None,
+        }
     }
 
     /// Whether this is an S3 location (else SFTP).

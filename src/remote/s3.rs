@@ -22,6 +22,9 @@ pub(super) struct S3 {
     /// `""` or `"some/prefix/"`.
     prefix: String,
     loc: Location,
+    /// The endpoint (or AWS and the region), the bucket and the prefix: what names
+    /// this location wherever it is reached from (see [`super::Store::cache_id`]).
+    pub(super) id: String,
 }
 
 impl S3 {
@@ -76,10 +79,17 @@ impl S3 {
         } else {
             format!("{prefix}/")
         };
+        let id = format!(
+            "s3 {} {bucket} {prefix}",
+            s.endpoint
+                .clone()
+                .unwrap_or_else(|| format!("aws:{}", s.region))
+        );
         let s3 = S3 {
             op,
             prefix,
             loc: loc.clone(),
+            id,
         };
         s3.probe().await?;
         Ok(s3)
@@ -123,7 +133,11 @@ impl S3 {
             .await
             .map_err(|e| self.err("", e))?;
         let mut out = Vec::new();
+        let t0 = std::time::Instant::now();
         while let Some(entry) = lister.try_next().await.map_err(|e| self.err("", e))? {
+            if std::env::var_os("CRYPTBAK_TIMING").is_some() && out.len() % 500 == 0 {
+                eprintln!("{} {:?}", out.len(), t0.elapsed());
+            }
             let Some(key) = entry.path().strip_prefix(&self.prefix) else {
                 continue;
             };

@@ -18,6 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::cache::MetaCache;
 use super::{Error, Kind, RemoteEntry, Store};
 use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
 
@@ -43,8 +44,11 @@ pub struct Node {
     pub meta: Meta,
     /// The stored metadata as read (absent fields: not stored).
     pub stored: super::Meta,
-    /// The service's own time of the last write (S3's Last-Modified).
+    /// The service's own time of the last write (S3's Last-Modified), and the listing's
+    /// size and ETag of the object (what [`MetaCache`] checks).
     pub modified: Option<Time>,
+    pub object_size: u64,
+    pub etag: Option<String>,
     /// A symlink's target, when it could be read.
     pub target: Option<Vec<u8>>,
     /// S3: a symlink stored as `<name>.rclonelink`.
@@ -69,16 +73,32 @@ pub struct Tree {
     dirs: HashMap<String, HashMap<Vec<u8>, Node>>,
     /// The root directory's own metadata (S3: its marker's; SFTP: the directory's).
     pub root: Option<Meta>,
+    /// Objects whose metadata had to be read (not known from the listing or a cache).
+    pub heads: usize,
 }
 
 impl Tree {
     /// Everything the location holds: one listing, then (S3) the metadata of every
-    /// object, `2 × transfers` requests at a time, and the symlink targets. Returns the
-    /// tree and the objects whose metadata or target could not be read (a failure that
-    /// dooms every request is returned as the error instead).
-    pub fn load(store: &Store) -> Result<(Tree, Vec<Error>), Error> {
+    /// object that `cache` does not vouch for, `2 × transfers` requests at a time, and
+    /// the symlink targets. Returns the tree and the objects whose metadata or target
+    /// could not be read (a failure that dooms every request is returned as the error
+    /// instead).
+    pub fn load(store: &Store, cache: Option<&MetaCache>) -> Result<(Tree, Vec<Error>), Error> {
         let s3 = store.is_s3();
         let mut entries = store.list()?;
+        let mut cached_targets: HashMap<usize, Vec<u8>> = HashMap::new();
+        if let Some(c) = cache {
+            for (i, e) in entries.iter_mut().enumerate() {
+                if let Some((meta, target)) = c.lookup(e) {
+                    e.meta = meta;
+                    e.meta_known = true;
+                    if let Some(t) = target {
+                        cached_targets.insert(i, t);
+                    }
+                }
+            }
+        }
+        let heads = entries.iter().filter(|e| !e.meta_known).count();
         let mut problems = store.fill_meta(&mut entries, |_| true);
         if let Some(e) = problems.iter().find(|e| e.is_fatal()) {
             return Err(e.clone());
@@ -97,7 +117,9 @@ impl Tree {
         let links: Vec<usize> = (0..entries.len())
             .filter(|&i| {
                 let e = &entries[i];
-                if s3 {
+                if cached_targets.contains_key(&i) {
+                    false
+                } else if s3 {
                     e.kind == Kind::File
                         && e.key.ends_with(RCLONE_LINK_SUFFIX)
                         && e.size <= MAX_LINK_OBJECT
@@ -115,7 +137,7 @@ impl Tree {
                 store.read_link(key).map(String::into_bytes)
             }
         });
-        let mut target_of = HashMap::new();
+        let mut target_of = cached_targets;
         for (&i, t) in links.iter().zip(targets) {
             match t {
                 Ok(t) => {
@@ -127,6 +149,7 @@ impl Tree {
         }
         let mut tree = Tree {
             root,
+            heads,
             ..Tree::default()
         };
         for (i, e) in entries.into_iter().enumerate() {
@@ -196,6 +219,49 @@ impl Tree {
         n
     }
 
+    /// The node an object's key stands for (a marker `a/` for the directory `a`, an
+    /// rclone link object for its symlink).
+    pub fn node_by_key(&self, key: &str) -> Option<&Node> {
+        let path = key.trim_end_matches('/');
+        let (dir, name) = match path.rfind('/') {
+            Some(i) => (&path[..=i], &path[i + 1..]),
+            None => ("", path),
+        };
+        let n = self
+            .find(dir, name.as_bytes())
+            .or_else(|| self.find(dir, name.strip_suffix(RCLONE_LINK_SUFFIX)?.as_bytes()))?;
+        (Tree::key(dir, n) == key).then_some(n)
+    }
+
+    /// What the tree knows, as a cache (see [`MetaCache`]): every object whose
+    /// metadata was read.
+    pub fn to_cache(&self, location: &str) -> MetaCache {
+        let mut c = MetaCache::new(location);
+        for (d, m) in &self.dirs {
+            for n in m.values() {
+                if n.modified.is_none() {
+                    continue; // implied, not listed
+                }
+                let e = RemoteEntry {
+                    key: Tree::key(d, n),
+                    kind: Kind::File,
+                    size: n.object_size,
+                    meta: n.stored,
+                    meta_known: true,
+                    etag: n.etag.clone(),
+                    modified: n.modified,
+                };
+                let target = if n.link_object {
+                    n.target.as_deref()
+                } else {
+                    None
+                };
+                c.insert(&e, &n.stored, target);
+            }
+        }
+        c
+    }
+
     /// Every regular file, as (directory key, node).
     pub fn files(&self) -> impl Iterator<Item = (&str, &Node)> {
         self.dirs.iter().flat_map(|(d, m)| {
@@ -240,6 +306,8 @@ impl Tree {
             meta,
             stored: e.meta,
             modified: e.modified,
+            object_size: e.size,
+            etag: e.etag,
             target,
             link_object,
         };
@@ -276,6 +344,8 @@ impl Tree {
                     meta: implied_dir_meta(),
                     stored: super::Meta::default(),
                     modified: None,
+                    object_size: 0,
+                    etag: None,
                     target: None,
                     link_object: false,
                 },

@@ -29,6 +29,7 @@
 //! written by this run gets an identity of its own, which nothing listed matches, so
 //! that every copy of a rewritten first name is made again.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +39,7 @@ use super::{Fill, TreeSink};
 use crate::error::{Error, Result};
 use crate::export::plan::{Delta, Existing, Fidelity};
 use crate::fs::Identity;
+use crate::remote::cache::MetaCache;
 use crate::remote::tree::{self, Node, Tree, RCLONE_LINK_SUFFIX};
 use crate::remote::{self, Store};
 use crate::view::{Entry, Meta, Payload, S_IFDIR, S_IFREG};
@@ -83,17 +85,28 @@ pub struct RemoteSink<'s> {
     /// The root directory's final metadata, once set (SFTP: set again after the lock
     /// object, which lives in the root, is removed).
     root_meta: Mutex<Option<remote::Meta>>,
+    /// Something was written or removed.
+    changed: AtomicBool,
+    /// S3: what this run stored, by key (metadata, and a symlink object's content), for
+    /// the next run's [`MetaCache`].
+    stored: Mutex<HashMap<String, Stored>>,
 }
+
+/// What one object was written with: its metadata, and a symlink object's content.
+type Stored = (remote::Meta, Option<Vec<u8>>);
 
 /// A unique identity for an object written by this run (see the module docs).
 const WRITTEN_DEV: u64 = u64::MAX;
 
 impl<'s> RemoteSink<'s> {
-    /// Reads what the store holds ([`Tree::load`]). Returns the sink and the objects
-    /// whose metadata or target could not be read (they will be written again:
-    /// harmless, but worth a warning).
-    pub fn open(store: &'s Store) -> Result<(RemoteSink<'s>, Vec<remote::Error>)> {
-        let (tree, problems) = Tree::load(store)?;
+    /// Reads what the store holds ([`Tree::load`], with what `cache` remembers of the
+    /// objects). Returns the sink and the objects whose metadata or target could not be
+    /// read (they will be written again: harmless, but worth a warning).
+    pub fn open(
+        store: &'s Store,
+        cache: Option<&MetaCache>,
+    ) -> Result<(RemoteSink<'s>, Vec<remote::Error>)> {
+        let (tree, problems) = Tree::load(store, cache)?;
         let sink = RemoteSink {
             store,
             s3: store.is_s3(),
@@ -101,8 +114,61 @@ impl<'s> RemoteSink<'s> {
             fatal: OnceLock::new(),
             written: AtomicU64::new(0),
             root_meta: Mutex::new(None),
+            changed: AtomicBool::new(false),
+            stored: Mutex::new(HashMap::new()),
         };
         Ok((sink, problems))
+    }
+
+    /// Notes that `key` now holds `meta` (and `content`, for a symlink object). An
+    /// object (not a directory marker) written makes the run `changed`: see
+    /// [`RemoteSink::updated_cache`].
+    fn note_stored(&self, key: &str, meta: remote::Meta, content: Option<&[u8]>) {
+        if !key.is_empty() && !key.ends_with('/') {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        if self.s3 {
+            self.stored
+                .lock()
+                .expect("no panics while held")
+                .insert(key.to_string(), (meta, content.map(<[u8]>::to_vec)));
+        }
+    }
+
+    /// What the next run may take from a cache instead of a HEAD per object (S3; see
+    /// [`MetaCache`]), or `None` when the cache given to [`RemoteSink::open`] is still
+    /// right. After a run that wrote objects, the location is listed once more: they
+    /// have a new Last-Modified, which only a listing shows the way the next one will.
+    /// Deleted objects and rewritten directory markers need no new listing: a cached
+    /// entry whose object is gone is never looked up, and one whose object changed no
+    /// longer matches (that marker gets its HEAD next time).
+    pub fn updated_cache(&self, location: &str) -> Result<Option<MetaCache>> {
+        if !self.s3 {
+            return Ok(None);
+        }
+        if !self.changed.load(Ordering::Relaxed) {
+            return Ok((self.tree.heads > 0).then(|| self.tree.to_cache(location)));
+        }
+        let listed = self.check(self.store.list())?;
+        let stored = self.stored.lock().expect("no panics while held");
+        let mut c = MetaCache::new(location);
+        for e in &listed {
+            if let Some((meta, content)) = stored.get(&e.key) {
+                c.insert(e, meta, content.as_deref());
+            } else if let Some(n) = self.tree.node_by_key(&e.key) {
+                // Not written by this run: what was read before still holds while the
+                // object is the one read then.
+                if n.modified == e.modified && n.object_size == e.size && n.modified.is_some() {
+                    let target = if n.link_object {
+                        n.target.as_deref()
+                    } else {
+                        None
+                    };
+                    c.insert(e, &n.stored, target);
+                }
+            }
+        }
+        Ok(Some(c))
     }
 
     /// Releases the run's lock. On SFTP the lock object is a file in the root
@@ -284,6 +350,7 @@ impl TreeSink for RemoteSink<'_> {
             // A marker's metadata does not change when objects below it do: it gets
             // the final one now.
             self.check(self.store.mkdir(&key, &stored(e)))?;
+            self.note_stored(&key, stored(e), None);
             let d = RemoteDir::new(key, None);
             d.ready.store(true, Ordering::Relaxed);
             Ok(d)
@@ -325,6 +392,7 @@ impl TreeSink for RemoteSink<'_> {
                 return Ok(());
             }
             self.check(self.store.mkdir(&dir.key, &stored(e)))?;
+            self.note_stored(&dir.key, stored(e), None);
             dir.ready.store(true, Ordering::Relaxed);
         } else if dir.dirty.load(Ordering::Relaxed) || !unchanged {
             self.check(self.store.set_meta(&dir.key, &stored(e)))?;
@@ -363,6 +431,7 @@ impl TreeSink for RemoteSink<'_> {
             return Ok(None);
         }
         self.check(up.finish())?;
+        self.note_stored(&key, stored(e), None);
         parent.touch();
         self.replaced(parent, name, &key)?;
         Ok(Some(self.fresh_identity(S_IFREG)))
@@ -374,6 +443,7 @@ impl TreeSink for RemoteSink<'_> {
             Payload::Symlink { target } if self.s3 => {
                 let k = format!("{key}{RCLONE_LINK_SUFFIX}");
                 self.check(self.store.put_bytes(&k, target, &stored(e)))?;
+                self.note_stored(&k, stored(e), Some(target));
                 k
             }
             Payload::Symlink { target } => {
@@ -402,6 +472,7 @@ impl TreeSink for RemoteSink<'_> {
             // the stored mode).
             _ => {
                 self.check(self.store.put_bytes(&key, bytes, &stored(e)))?;
+                self.note_stored(&key, stored(e), None);
                 key
             }
         };
@@ -425,6 +496,7 @@ impl TreeSink for RemoteSink<'_> {
         })?;
         let to = self.key(parent, name)?;
         self.check(self.store.link(from, &to, e.meta.size, &stored(e)))?;
+        self.note_stored(&to, stored(e), None);
         parent.touch();
         self.replaced(parent, name, &to)
     }

@@ -115,7 +115,9 @@ impl Srv {
                 c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
                     .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
                     .env("AWS_ENDPOINT_URL", s.endpoint())
-                    .env("AWS_REGION", "us-east-1");
+                    .env("AWS_REGION", "us-east-1")
+                    // The metadata cache of this server's locations, beside its storage.
+                    .env("CRYPTBAK_CACHE_DIR", s.root.with_file_name("cache"));
             }
             Srv::Sftp(s) => {
                 c.env(
@@ -844,4 +846,68 @@ fn remote_options_need_a_url() {
         .arg(&w.src)
         .arg("s3://"));
     assert_eq!(o.status.code(), Some(64), "{}", show_output(&o));
+}
+
+/// The metadata cache stands in for the HEADs: with the objects' metadata gone from the
+/// server (s3s-fs keeps it in sidecar files, deleted here), a run with the cache still
+/// finds everything unchanged, and one without it (a fresh cache directory) can only
+/// upload everything again. A write by someone else under the same key is seen even
+/// with the cache (its Last-Modified moved).
+#[test]
+fn s3_metadata_cache_replaces_the_heads_and_notices_other_writers() {
+    let s = Srv::s3("cache");
+    let Srv::S3(srv) = &s else { unreachable!() };
+    let w = Work::new("remote-cache");
+    tree(&w.src, true);
+    init_fast(&w.src, &w.pw);
+    run_ok(&mut s.export(&w, "p", &["-q"]));
+    let cache_dir = srv.root.with_file_name("cache");
+    let cached: Vec<_> = fs::read_dir(&cache_dir).unwrap().flatten().collect();
+    assert_eq!(cached.len(), 1, "one cache file for the location");
+    assert_eq!(
+        cached[0].metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let sidecars = || -> Vec<PathBuf> {
+        fs::read_dir(&srv.root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".metadata.json"))
+            .collect()
+    };
+    let removed = sidecars();
+    assert!(removed.len() > 10);
+    for p in &removed {
+        fs::remove_file(p).unwrap();
+    }
+    let o = run_ok(&mut s.export(&w, "p", &["--json"]));
+    assert_eq!(summary(&o)["written"], 0, "{}", show_output(&o));
+
+    // Another writer replaces an object (same size, no metadata): seen despite the
+    // cache, rewritten.
+    let dest = dir_export(&w, "dest");
+    let (k, v) = s3_objects(&dest)
+        .0
+        .into_iter()
+        .find(|(k, v)| !k.contains('/') && v.len() == 4097 + 2 * 32 + 18)
+        .expect("the object of blk1");
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a new Last-Modified
+    s.store("p")
+        .put_bytes(&k, &vec![0u8; v.len()], &Default::default())
+        .unwrap();
+    let o = run_ok(&mut s.export(&w, "p", &["--json", "-v"]));
+    assert_eq!(summary(&o)["written"], 1, "{}", show_output(&o));
+    assert!(fs::read(srv.object_path(&format!("p/{k}"))).unwrap() == v);
+
+    // Without the cache every object has lost its metadata: all are written again.
+    for p in sidecars() {
+        fs::remove_file(p).unwrap();
+    }
+    let mut c = s.export(&w, "p", &["--json"]);
+    c.env("CRYPTBAK_CACHE_DIR", w.path("empty-cache"));
+    let o = run_ok(&mut c);
+    let sm = summary(&o);
+    assert!(sm["written"].as_u64().unwrap() > 10, "{}", show_output(&o));
+    assert_s3_equals_dir_export(&s, "p", &dest);
 }
