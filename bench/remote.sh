@@ -84,40 +84,46 @@ PY
 fi
 
 # ---- the S3 server ------------------------------------------------------------------
+# A fresh s3s-fs (empty root, new port) for every measured first + no-change pair:
+# s3s-fs keeps the metadata of all its buckets as files in ONE directory of its root,
+# and gets slower as that fills, so a shared server would favour whoever runs first.
 s3s=$(bash "$repo/.ci/s3s-fs")
 rm -rf "$work"
-mkdir -p "$work/s3root"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$s3s" --host 127.0.0.1 --port "$port" --access-key bench-key --secret-key bench-secret "$work/s3root" \
-  >"$work/s3s-fs.log" 2>&1 &
-s3pid=$!
+mkdir -p "$work"
+s3pid=
 cleanup() {
   mountpoint -q "$mnt" && "$umount_cmd" -u "$mnt" || true
-  kill "$s3pid" 2>/dev/null || true
+  [ -z "$s3pid" ] || kill "$s3pid" 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 # cryptbak's metadata cache of the buckets (the no-change run uses it instead of a HEAD
 # per object), kept with the rest of this benchmark.
 export CRYPTBAK_CACHE_DIR=$work/cache
 # What cryptbak (AWS variables) and rclone (remote T:, from the environment) use.
 export AWS_ACCESS_KEY_ID=bench-key AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL=http://127.0.0.1:$port
 unset AWS_CA_BUNDLE  # rclone 1.60 refuses to start with it on a plain-http endpoint
 export RCLONE_CONFIG=$work/no-rclone.conf RCLONE_CONFIG_T_TYPE=s3 RCLONE_CONFIG_T_PROVIDER=Other
 export RCLONE_CONFIG_T_ACCESS_KEY_ID=bench-key RCLONE_CONFIG_T_SECRET_ACCESS_KEY=bench-secret
-export RCLONE_CONFIG_T_ENDPOINT=$AWS_ENDPOINT_URL RCLONE_CONFIG_T_FORCE_PATH_STYLE=true
+export RCLONE_CONFIG_T_FORCE_PATH_STYLE=true
 
-# A bucket of s3s-fs is a directory of its root: a fresh one per command and first run
-# (in $b; not through $(...), whose subshell would lose the count). Whole buckets, not
-# prefixes: rclone HEADs a prefix to see whether it names a file, s3s-fs answers 500 for
-# a key that is a directory on its disk, and rclone then spends ~80 s in retry backoff
-# before listing (real S3 answers 404 at once). That would measure s3s-fs, not rclone.
-bucket_n=0
-new_bucket() {
-  bucket_n=$((bucket_n + 1))
-  b=bench$bucket_n
-  mkdir "$work/s3root/$b"
+# fresh_server: stop the previous server, start one on an empty root ($root) with the
+# bucket $b. Whole buckets, not prefixes: rclone HEADs a prefix to see whether it names
+# a file, s3s-fs answers 500 for a key that is a directory on its disk, and rclone then
+# spends ~80 s in retry backoff before listing (real S3 answers 404 at once). That
+# would measure s3s-fs, not rclone.
+server_n=0
+fresh_server() {
+  [ -z "$s3pid" ] || { kill "$s3pid"; wait "$s3pid" 2>/dev/null || true; }
+  server_n=$((server_n + 1))
+  root=$work/s3root-$server_n
+  b=bench
+  mkdir -p "$root/$b"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$s3s" --host 127.0.0.1 --port "$port" --access-key bench-key --secret-key bench-secret "$root" \
+    >>"$work/s3s-fs.log" 2>&1 &
+  s3pid=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  export AWS_ENDPOINT_URL=http://127.0.0.1:$port RCLONE_CONFIG_T_ENDPOINT=http://127.0.0.1:$port
 }
 
 # s3s-fs's CPU time so far, in clock ticks (utime + stime).
@@ -133,6 +139,19 @@ measure() {
     exit 1
   fi
   echo "$label $(cat "$work/time.1") $(( $(server_ticks) - t0 ))" >> "$work/times"
+}
+
+# Everyone must have uploaded the same files as the local DEST, byte for byte (checked
+# on s3s-fs's disk, where object KEY of bucket B is the file B/KEY; rclone does not copy
+# symlinks, cryptbak stores them as KEY.rclonelink objects, so regular files only): a
+# benchmark of a wrong result is worthless. Then the server's root goes.
+sums() { (cd "$1" && find . -type f ! -name '*.rclonelink' -exec md5sum {} + | sort -k2); }
+check_bucket() { # label
+  if [ "$(sums "$root/$b")" != "$(sums "$dest")" ]; then
+    echo "FAILED: $1: the bucket differs from the cryptbak DEST ($root/$b)" >&2
+    exit 1
+  fi
+  rm -rf "$root"
 }
 
 # The local cryptbak DEST for peer 2, prepared once (untimed: peer 2 measures the sync).
@@ -153,44 +172,43 @@ $umount_cmd -u $mnt; wait \$gpid; exit \$rc
 SH
 }
 
+# pair LABEL CMD: first run into a fresh server's empty bucket, then the no-change run.
+pair() {
+  fresh_server
+  local cmd=${2//\{BUCKET\}/$b}
+  measure "$1:first" "$cmd"
+  measure "$1:no-change" "$cmd"
+  check_bucket "$1"
+}
+
+cb_cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$src}
+cb_cmd=${cb_cmd//\{URL\}/s3://\{BUCKET\}}
+jobs=("cryptbak-export-s3|$cb_cmd")
+for t in $TRANSFERS_SWEEP; do
+  jobs+=("cryptbak-export-s3--transfers-$t|$cb_cmd --transfers $t")
+done
+jobs+=("rclone-sync-of-dest|rclone sync $RCLONE_FLAGS $dest T:{BUCKET}")
+jobs+=("gocryptfs-reverse+rclone-sync|GC_SYNC")
+
 : > "$work/times"
 for run in $(seq "$BENCH_RUNS"); do
   echo "== run $run of $BENCH_RUNS" >&2
-  new_bucket
-  cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$src}
-  cmd=${cmd//\{URL\}/s3://$b}
-  measure "cryptbak-export-s3:first" "$cmd"
-  measure "cryptbak-export-s3:no-change" "$cmd"
-  cb_bucket=$b
-  for t in $TRANSFERS_SWEEP; do
-    new_bucket
-    tcmd="${CRYPTBAK_S3_EXPORT//\{SRC\}/$src} --transfers $t"
-    tcmd=${tcmd//\{URL\}/s3://$b}
-    measure "cryptbak-export-s3--transfers-$t:first" "$tcmd"
-    measure "cryptbak-export-s3--transfers-$t:no-change" "$tcmd"
+  # A different command goes first in every round (the machine is shared).
+  n=${#jobs[@]}
+  for i in $(seq 0 $((n - 1))); do
+    job=${jobs[$(( (i + run - 1) % n ))]}
+    label=${job%%|*} cmd=${job#*|}
+    if [ "$cmd" = GC_SYNC ]; then
+      fresh_server
+      measure "$label:first" "$(gc_sync "$b")"
+      measure "$label:no-change" "$(gc_sync "$b")"
+      check_bucket "$label"
+    else
+      pair "$label" "$cmd"
+    fi
   done
-  new_bucket
-  measure "rclone-sync-of-dest:first" "rclone sync $RCLONE_FLAGS $dest T:$b"
-  measure "rclone-sync-of-dest:no-change" "rclone sync $RCLONE_FLAGS $dest T:$b"
-  rc_bucket=$b
-  new_bucket
-  measure "gocryptfs-reverse+rclone-sync:first" "$(gc_sync "$b")"
-  measure "gocryptfs-reverse+rclone-sync:no-change" "$(gc_sync "$b")"
 done
-
-# Everyone must have uploaded the same files as the local DEST, byte for byte (checked
-# on s3s-fs's disk, where object KEY of bucket B is the file B/KEY; rclone does not copy
-# symlinks, cryptbak stores them as KEY.rclonelink objects, so regular files only): a
-# benchmark of a wrong result is worthless.
-sums() { (cd "$1" && find . -type f ! -name '*.rclonelink' -exec md5sum {} + | sort -k2); }
-for p in "cryptbak-export-s3 $cb_bucket" "rclone-sync-of-dest $rc_bucket" "gocryptfs-reverse+rclone-sync $b"; do
-  set -- $p
-  if [ "$(sums "$work/s3root/$2")" = "$(sums "$dest")" ]; then
-    echo "$1: the bucket holds the same files as the cryptbak DEST" >&2
-  else
-    echo "WARNING: $1: the bucket differs from the cryptbak DEST" >&2
-  fi
-done
+echo "every bucket held the same files as the cryptbak DEST" >&2
 
 files=$(find "$src" -type f | wc -l)
 bytes=$(du -sb "$dest" | cut -f1)
@@ -228,12 +246,12 @@ if [ "$BENCH_LARGE" = 1 ]; then
   mkdir -p "$big"
   cp "$small/.gocryptfs.reverse.conf" "$big/"
   head -c "$((BENCH_LARGE_MIB << 20))" /dev/urandom > "$big/one-large-file"
-  new_bucket
+  fresh_server
   cmd=${CRYPTBAK_S3_EXPORT//\{SRC\}/$big}
   cmd=${cmd//\{URL\}/s3://$b}
   : > "$work/times"
   measure "cryptbak-export-s3-one-${BENCH_LARGE_MIB}MiB-file:first" "$cmd"
   read -r _ wall rss _ < "$work/times"
   echo "one ${BENCH_LARGE_MIB} MiB file: ${wall} s, peak RSS $((rss / 1024)) MiB" | tee -a "$results/remote.md"
-  rm -rf "$big" "$work/s3root/$b"
+  rm -rf "$big" "$root"
 fi
