@@ -2,12 +2,15 @@
 //!
 //! The library computes what a reverse mount would show ([`view`], pure), walks the
 //! source and decides every change once ([`export`], the one export driver), and hands
-//! the result to a destination ([`sink`]: a directory or a tar stream). All filesystem
-//! access below the roots a user names goes through directory handles ([`fs`]). The
-//! format's pure crypto and path math live in [`mod@format`] (config, keys, path IVs,
-//! names, contents, and [`format::Cryptor`], the one key bundle). Backups are read back
-//! by one reader ([`backup`]) for [`restore`], [`verify`], `ls` and the path tools.
-//! [`remote`] is the storage layer for `s3://` and `sftp://` destinations.
+//! the result to a destination ([`sink`]: a directory, a tar stream, or an `s3://` or
+//! `sftp://` location). All filesystem access below the roots a user names goes through
+//! directory handles ([`fs`]). The format's pure crypto and path math live in
+//! [`mod@format`] (config, keys, path IVs, names, contents, and [`format::Cryptor`], the
+//! one key bundle). Backups are read back by one reader ([`backup`]: from a directory, a
+//! tar stream or a remote location) for [`restore`], [`verify`], `ls` and the path tools.
+//! [`remote`] is the storage layer under `s3://` and `sftp://` (OpenDAL, SFTP), with the
+//! layout of a view in a store ([`remote::tree`]) and the metadata cache
+//! ([`remote::cache`]).
 //! It never prints: problems and progress go through [`progress::Progress`].
 
 pub mod backup;

@@ -8,6 +8,12 @@
 //!   applies the difference in parallel;
 //! * a [`StreamSink`] is written once, front to back (a tar stream): the driver hands
 //!   it every entry in the one canonical order.
+//!
+//! Tree sinks: [`dir::DirSink`] (a directory, through handles) and
+//! [`remote::RemoteSink`] (S3 or SFTP, through [`crate::remote::Store`]); [`key`] is
+//! the rule both apply before writing into a destination that already holds something.
+//! A sink says what it keeps of the metadata ([`TreeSink::fidelity`]); the plan
+//! compares only that.
 
 pub mod dir;
 pub mod key;
