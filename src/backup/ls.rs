@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
 
-use super::fs;
 use super::names::{name_file_of, Kind, NameRules, MAX_NAME_FILE};
 use super::{source_dir, source_tar};
 use crate::error::{Error, Result};
 use crate::format::content::Aead;
 use crate::format::names::DIRIV_NAME;
 use crate::format::Cryptor;
+use crate::fs::handle as fs;
 use crate::progress::{Problem, Progress};
 use crate::restore::discard::Discard;
 use crate::restore::engine::report::{show_cpath, Style};
@@ -241,7 +241,7 @@ impl Lister<'_> {
                     cname: n,
                     cpath: here,
                     name,
-                    meta: fs::meta(&st),
+                    meta: crate::view::Meta::from_stat(&st),
                 }),
                 Err(e) => problems.push((here, e.to_string())),
             }
