@@ -67,6 +67,8 @@ pub struct Dir {
     fd: OwnedFd,
     /// For messages only.
     path: PathBuf,
+    /// Held while the directory is read: the descriptor's getdents position is shared.
+    listing: std::sync::Mutex<()>,
 }
 
 /// The error returned when a handle turns out not to be what the listing saw.
@@ -90,10 +92,15 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(errno)?;
-        Ok(Dir {
+        Ok(Dir::new(fd, path.to_path_buf()))
+    }
+
+    fn new(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir {
             fd,
-            path: path.to_path_buf(),
-        })
+            path,
+            listing: std::sync::Mutex::new(()),
+        }
     }
 
     /// The path this handle was reached by, for messages.
@@ -111,20 +118,17 @@ impl Dir {
     }
 
     /// A second handle on the same directory.
+    /// A second, independent handle on the same directory (its own getdents position:
+    /// a `dup` would share it).
     pub fn try_clone(&self) -> io::Result<Dir> {
-        Ok(Dir {
-            fd: self.fd.try_clone()?,
-            path: self.path.clone(),
-        })
+        let fd = rustix::fs::openat(&self.fd, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
+        Ok(Dir::new(fd, self.path.clone()))
     }
 
     /// Open the subdirectory `name` without following a symlink.
     pub fn open_dir(&self, name: &[u8]) -> io::Result<Dir> {
         let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).map_err(errno)?;
-        Ok(Dir {
-            fd,
-            path: self.show(name),
-        })
+        Ok(Dir::new(fd, self.show(name)))
     }
 
     /// Open the subdirectory `name` and check it is the directory a listing saw.
@@ -171,7 +175,11 @@ impl Dir {
     /// The names in this directory (without `.` and `..`), in getdents order. A read
     /// error part-way is returned beside what was read before it.
     pub fn names(&self) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
-        names_of(&self.fd)
+        // Read from this handle itself, from the start: one open fewer per directory than
+        // a fresh description, which on a walk of many small directories shows.
+        let _reading = self.listing.lock().expect("no panics while held");
+        rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Start(0)).map_err(errno)?;
+        read_names(&self.fd)
     }
 
     /// Open the regular file `name` for reading: never a symlink, never blocking on a
@@ -445,10 +453,15 @@ pub fn read_link<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<Ve
 /// The names of a directory in getdents order, and the error that ended a partial read.
 fn names_of(dir: impl AsFd) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
     // A fresh open description of the same directory, so that concurrent listings of
-    // one handle never share a getdents position.
+    // one descriptor never share a getdents position.
     let fd = rustix::fs::openat(dir, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
+    read_names(&fd)
+}
+
+/// Read a directory from its descriptor's current position to the end.
+fn read_names(fd: &OwnedFd) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
     let mut buf = Vec::with_capacity(32 * 1024);
-    let mut iter = RawDir::new(&fd, buf.spare_capacity_mut());
+    let mut iter = RawDir::new(fd, buf.spare_capacity_mut());
     let mut names = Vec::new();
     while let Some(item) = iter.next() {
         match item {
