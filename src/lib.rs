@@ -26,7 +26,6 @@ pub mod progress;
 pub mod remote;
 pub mod restore;
 pub mod sink;
-pub mod smallfile;
 pub mod verify;
 pub mod view;
 

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
 
-use super::fs;
 use super::names::{name_file_of, Kind, NameRules, MAX_NAME_FILE};
 use super::{source_dir, source_remote, source_tar};
 use crate::error::{Error, Result};
 use crate::format::content::Aead;
 use crate::format::names::DIRIV_NAME;
 use crate::format::Cryptor;
+use crate::fs::handle as fs;
 use crate::progress::{Problem, Progress};
 use crate::remote::tree::{Node, Tree};
 use crate::remote::Store;
@@ -70,7 +70,7 @@ impl Dirs for Local {
         fs::read_small(d, OsStr::from_bytes(name), max)
     }
     fn meta(&self, d: &OwnedFd, name: &[u8]) -> io::Result<Meta> {
-        fs::stat(d, OsStr::from_bytes(name)).map(|st| fs::meta(&st))
+        fs::stat(d, OsStr::from_bytes(name)).map(|st| Meta::from_stat(&st))
     }
     fn read_link(&self, d: &OwnedFd, name: &[u8]) -> io::Result<Vec<u8>> {
         fs::read_link(d, OsStr::from_bytes(name))

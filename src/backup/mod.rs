@@ -18,7 +18,6 @@
 //! It trusts nothing it reads, and says plainly what the format does not authenticate:
 //! owners, modes, times and file types (see `docs/verify.md`).
 
-pub mod fs;
 pub mod ls;
 pub mod names;
 pub mod paths;

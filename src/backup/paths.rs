@@ -7,11 +7,11 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::fs;
 use super::names::{name_file_of, NameRules, MAX_NAME_FILE};
 use crate::error::{Error, Result};
 use crate::format::names::DIRIV_NAME;
 use crate::format::Cryptor;
+use crate::fs::handle as fs;
 
 fn components(p: &[u8]) -> impl Iterator<Item = &[u8]> {
     p.split(|&c| c == b'/')

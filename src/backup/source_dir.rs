@@ -17,12 +17,12 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use rustix::fs::FileType;
 
-use super::fs;
 use super::names::{Kind, MAX_NAME_FILE};
 use super::verdict;
 use crate::error::{Error, Result};
 use crate::format::content;
 use crate::format::Cryptor;
+use crate::fs::handle as fs;
 use crate::progress::Progress;
 use crate::restore::engine::report::Style;
 use crate::restore::engine::{join_cpath, CPath, Engine, EngineOptions, Item, Severity};
@@ -60,7 +60,7 @@ pub fn open(backup: &Path) -> Result<Root> {
     Ok(Root {
         fd,
         path: backup.to_path_buf(),
-        meta: fs::meta(&st),
+        meta: crate::view::Meta::from_stat(&st),
     })
 }
 
@@ -158,7 +158,7 @@ impl<W: Writer> Walk<'_, '_, W> {
                 return e.entry_problem(&cpath, Severity::Error, format!("cannot stat: {err}"))
             }
         };
-        let meta = fs::meta(&st);
+        let meta = crate::view::Meta::from_stat(&st);
         match fs::file_type(&st) {
             FileType::Directory => {
                 e.add(cpath.clone(), Item::Dir { meta });

@@ -163,7 +163,8 @@ fn load_config(at: &ConfigAt) -> Result<LoadedConfig> {
     let (bytes, meta, path) = match at {
         // The config of a backup is as untrusted as the rest of it: no FIFO, no huge file.
         ConfigAt::Path(p) => (
-            cryptbak::smallfile::read(p, MAX_CONFIG_LEN, true).map_err(unreadable(p))?,
+            cryptbak::fs::handle::read_small_named(p, MAX_CONFIG_LEN, true)
+                .map_err(unreadable(p))?,
             None,
             p,
         ),

@@ -45,20 +45,31 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 /// `5 files (5.1 MB), 4 directories, 1 symlink, 1 hard link, 7 gocryptfs files`
 /// (kinds with none left out, files and directories always shown).
 pub fn export_kinds(s: &cryptbak::export::Summary) -> String {
+    kinds(
+        s.files,
+        s.bytes_read,
+        s.dirs,
+        &[
+            (s.symlinks, "symlink", "symlinks"),
+            (s.specials, "special file", "special files"),
+            (s.hard_links, "hard link", "hard links"),
+            (s.virtual_files, "gocryptfs file", "gocryptfs files"),
+        ],
+    )
+}
+
+/// The one way every summary lists what it handled: files (with their plaintext bytes)
+/// and directories always, the other kinds when there are any.
+pub fn kinds(files: u64, bytes: u64, dirs: u64, others: &[(u64, &str, &str)]) -> String {
     let mut parts = vec![
         format!(
             "{} ({:.1} MB)",
-            count(s.files, "file", "files"),
-            s.bytes_read as f64 / 1e6
+            count(files, "file", "files"),
+            bytes as f64 / 1e6
         ),
-        count(s.dirs, "directory", "directories"),
+        count(dirs, "directory", "directories"),
     ];
-    for (n, one, many) in [
-        (s.symlinks, "symlink", "symlinks"),
-        (s.specials, "special file", "special files"),
-        (s.hard_links, "hard link", "hard links"),
-        (s.virtual_files, "gocryptfs file", "gocryptfs files"),
-    ] {
+    for &(n, one, many) in others {
         if n > 0 {
             parts.push(count(n, one, many));
         }

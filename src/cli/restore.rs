@@ -19,7 +19,7 @@ use super::commands::{
     password_source, same_place, set_threads, unlock, unlock_at, warn_to_stderr, ConfigAt,
 };
 use super::exit;
-use super::report::{sanitize, show_path, Output, StderrReport};
+use super::report::{count, sanitize, show_path, Output, StderrReport};
 
 const RESTORE_CONFIG_HINT: &str =
     "no such file (pass --config FILE, or --masterkey if the config is lost)";
@@ -336,28 +336,36 @@ pub(crate) fn policy_notes(s: &Summary, restored: bool) -> String {
     t
 }
 
+/// What a restore or verify handled, worded as every summary words it.
+pub(crate) fn restore_kinds(s: &Summary) -> String {
+    super::report::kinds(
+        s.files,
+        s.bytes,
+        s.dirs,
+        &[
+            (s.symlinks, "symlink", "symlinks"),
+            (s.specials, "special file", "special files"),
+            (s.hard_links, "hard link", "hard links"),
+        ],
+    )
+}
+
 fn print_summary(s: &Summary, started: Instant, dest: &Path) {
     let secs = started.elapsed().as_secs_f64();
     let mb = s.bytes as f64 / 1e6;
     let mut problems = policy_notes(s, true);
     if s.integrity_errors > 0 {
         problems.push_str(&format!(
-            "; {} INTEGRITY ERRORS (tampered or damaged backup)",
-            s.integrity_errors
+            "; {} (tampered or damaged backup)",
+            count(s.integrity_errors, "INTEGRITY ERROR", "INTEGRITY ERRORS")
         ));
     }
     if s.errors > 0 {
-        problems.push_str(&format!("; {} errors", s.errors));
+        problems.push_str(&format!("; {}", count(s.errors, "error", "errors")));
     }
     eprintln!(
-        "cryptbak: restored {} files ({:.1} MB), {} dirs, {} symlinks, {} special, {} hard links into {} \
-in {:.2} s ({:.0} MB/s); backup: {}, {}{problems}",
-        s.files,
-        mb,
-        s.dirs,
-        s.symlinks,
-        s.specials,
-        s.hard_links,
+        "cryptbak: restored {} into {} in {:.2} s ({:.0} MB/s); backup: {}, {}{problems}",
+        restore_kinds(s),
         show_path(dest),
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },

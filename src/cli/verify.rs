@@ -23,7 +23,7 @@ use cryptbak::{Error, Result};
 use super::args::{SelectArgs, VerifyArgs};
 use super::commands::{same_place, set_threads};
 use super::exit;
-use super::report::{sanitize, show_path, Output, StderrReport};
+use super::report::{count, sanitize, show_path, Output, StderrReport};
 use super::restore::{
     backup_url, key_args, keys_from_store, open_remote, policy_notes, tar_input, tar_keys,
     tar_unlock, unlock_backup,
@@ -310,17 +310,24 @@ fn print_summary(
         }
     }
     if s.errors > 0 {
-        tail.push_str(&format!("; {} entries could not be read", s.errors));
+        tail.push_str(&format!(
+            "; {} could not be read",
+            count(s.errors, "entry", "entries")
+        ));
     }
     if let Some((src, n, errors)) = compared {
         if n == 0 && errors == 0 {
             tail.push_str(&format!("; identical to {}", show_path(src)));
         } else {
             tail.push_str(&format!(
-                "; DOES NOT MATCH {}: {n} differences{}",
+                "; DOES NOT MATCH {}: {}{}",
                 show_path(src),
+                count(n as u64, "difference", "differences"),
                 if errors > 0 {
-                    format!(", {errors} source entries could not be read")
+                    format!(
+                        ", {} could not be read",
+                        count(errors, "source entry", "source entries")
+                    )
                 } else {
                     String::new()
                 }
@@ -330,16 +337,10 @@ fn print_summary(
     let ok =
         s.integrity_errors == 0 && s.errors == 0 && compared.is_none_or(|c| c.1 == 0 && c.2 == 0);
     eprintln!(
-        "cryptbak: verified {}: {} files ({:.1} MB authenticated), {} dirs, {} names, {} symlinks, {} special, {} hard links \
-in {:.2} s ({:.0} MB/s); backup: {}, {}{tail}{}",
+        "cryptbak: verified {}: {} authenticated ({}) in {:.2} s ({:.0} MB/s); backup: {}, {}{tail}{}",
         show_path(backup),
-        s.files,
-        mb,
-        s.dirs,
-        s.names,
-        s.symlinks,
-        s.specials,
-        s.hard_links,
+        super::restore::restore_kinds(s),
+        count(s.names, "name", "names"),
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
         s.layout.describe(),

@@ -173,7 +173,9 @@ pub fn export_tree<S: TreeSink>(
         stale: Mutex::new(Vec::new()),
     };
     let src = Arc::new(src);
-    rayon::in_place_scope(|scope| {
+    // The walk itself runs on the pool: where it waits (for a listing made ahead, for
+    // room in the window) it does queued work instead of leaving a core idle.
+    rayon::scope(|scope| {
         let work = t.dir_work(Some(src), &root, dest, None);
         t.walk(scope, root, work);
     });

@@ -51,16 +51,17 @@ impl<'s, T: Send + 's> Ahead<'s, T> {
             ahead.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
         self.run();
-        let mut slot = self.slot.lock().expect("no panics while held");
         loop {
-            match std::mem::replace(&mut *slot, Slot::Taken) {
-                Slot::Done(t) => return t,
-                Slot::Running => {
-                    *slot = Slot::Running;
-                    slot = self.ready.wait(slot).expect("no panics while held");
+            {
+                let mut slot = self.slot.lock().expect("no panics while held");
+                match std::mem::replace(&mut *slot, Slot::Taken) {
+                    Slot::Done(t) => return t,
+                    Slot::Running => *slot = Slot::Running,
+                    Slot::Queued(_) | Slot::Taken => unreachable!("run() leaves Running or Done"),
                 }
-                Slot::Queued(_) | Slot::Taken => unreachable!("run() leaves Running or Done"),
             }
+            // Another thread is computing it: do other queued work meanwhile, or wait.
+            help_or_wait(&self.slot, &self.ready, |s| matches!(s, Slot::Running));
         }
     }
 }
@@ -94,6 +95,22 @@ impl Prefetch {
     }
 }
 
+/// While `still(state)` holds: on a pool thread, run one piece of queued work (the walk
+/// runs on the pool, so waiting there would leave a core idle and the other workers
+/// spinning); elsewhere, or when there is nothing to run, sleep until notified (with a
+/// timeout, as work may become available without a notification).
+fn help_or_wait<S>(m: &Mutex<S>, cv: &Condvar, still: impl Fn(&S) -> bool) {
+    if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+        return;
+    }
+    let guard = m.lock().expect("no panics while held");
+    if still(&guard) {
+        let _ = cv
+            .wait_timeout(guard, std::time::Duration::from_millis(2))
+            .expect("no panics while held");
+    }
+}
+
 /// A bound on the work handed to the pool and not yet done, so the walk never runs
 /// far ahead of the writers (memory and open descriptors stay bounded).
 pub struct Window {
@@ -112,11 +129,16 @@ impl Window {
     }
 
     pub fn acquire(&self) {
-        let mut used = self.used.lock().expect("no panics while held");
-        while *used >= self.max {
-            used = self.freed.wait(used).expect("no panics while held");
+        loop {
+            {
+                let mut used = self.used.lock().expect("no panics while held");
+                if *used < self.max {
+                    *used += 1;
+                    return;
+                }
+            }
+            help_or_wait(&self.used, &self.freed, |&used| used >= self.max);
         }
-        *used += 1;
     }
 
     pub fn release(&self) {

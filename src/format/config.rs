@@ -177,12 +177,13 @@ pub struct Config {
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         // The config of a backup is as untrusted as the rest of it: no FIFO, no huge file.
-        let bytes = crate::smallfile::read(path, MAX_CONFIG_LEN, true).map_err(|source| {
-            Error::ConfigUnreadable {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+        let bytes =
+            crate::fs::handle::read_small_named(path, MAX_CONFIG_LEN, true).map_err(|source| {
+                Error::ConfigUnreadable {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         if bytes.len() > MAX_CONFIG_LEN {
             return Err(Error::ConfigInvalid {
                 path: path.to_path_buf(),

@@ -900,8 +900,13 @@ impl FileReport {
         } else {
             ""
         };
+        let (noun, verb) = if self.bad_blocks == 1 {
+            ("block", "does")
+        } else {
+            ("blocks", "do")
+        };
         format!(
-            "block {list}{more} of {} does not authenticate{all} (blocks are {BLOCK_SIZE} plaintext bytes; block {} starts at byte {})",
+            "{noun} {list}{more} of {} {verb} not authenticate{all} (blocks are {BLOCK_SIZE} plaintext bytes; block {} starts at byte {})",
             self.blocks,
             self.bad_listed.first().copied().unwrap_or(0),
             self.bad_listed.first().copied().unwrap_or(0) * BLOCK_SIZE as u64

@@ -15,6 +15,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ pub struct Dir {
     fd: OwnedFd,
     /// For messages only.
     path: PathBuf,
+    /// Held while the directory is read: the descriptor's getdents position is shared.
+    listing: std::sync::Mutex<()>,
 }
 
 /// The error returned when a handle turns out not to be what the listing saw.
@@ -89,10 +92,15 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(errno)?;
-        Ok(Dir {
+        Ok(Dir::new(fd, path.to_path_buf()))
+    }
+
+    fn new(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir {
             fd,
-            path: path.to_path_buf(),
-        })
+            path,
+            listing: std::sync::Mutex::new(()),
+        }
     }
 
     /// The path this handle was reached by, for messages.
@@ -110,20 +118,17 @@ impl Dir {
     }
 
     /// A second handle on the same directory.
+    /// A second, independent handle on the same directory (its own getdents position:
+    /// a `dup` would share it).
     pub fn try_clone(&self) -> io::Result<Dir> {
-        Ok(Dir {
-            fd: self.fd.try_clone()?,
-            path: self.path.clone(),
-        })
+        let fd = rustix::fs::openat(&self.fd, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
+        Ok(Dir::new(fd, self.path.clone()))
     }
 
     /// Open the subdirectory `name` without following a symlink.
     pub fn open_dir(&self, name: &[u8]) -> io::Result<Dir> {
         let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).map_err(errno)?;
-        Ok(Dir {
-            fd,
-            path: self.show(name),
-        })
+        Ok(Dir::new(fd, self.show(name)))
     }
 
     /// Open the subdirectory `name` and check it is the directory a listing saw.
@@ -170,52 +175,24 @@ impl Dir {
     /// The names in this directory (without `.` and `..`), in getdents order. A read
     /// error part-way is returned beside what was read before it.
     pub fn names(&self) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
-        // A fresh open description of the same directory, so that concurrent listings
-        // of one handle never share a getdents position.
-        let fd = rustix::fs::openat(&self.fd, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
-        let mut buf = Vec::with_capacity(32 * 1024);
-        let mut iter = RawDir::new(&fd, buf.spare_capacity_mut());
-        let mut names = Vec::new();
-        while let Some(item) = iter.next() {
-            match item {
-                Ok(entry) => {
-                    let n = entry.file_name().to_bytes();
-                    if n != b"." && n != b".." {
-                        names.push(OsString::from_vec(n.to_vec()));
-                    }
-                }
-                Err(e) => return Ok((names, Some(errno(e)))),
-            }
-        }
-        Ok((names, None))
+        // Read from this handle itself, from the start: one open fewer per directory than
+        // a fresh description, which on a walk of many small directories shows.
+        let _reading = self.listing.lock().expect("no panics while held");
+        rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Start(0)).map_err(errno)?;
+        read_names(&self.fd)
     }
 
     /// Open the regular file `name` for reading: never a symlink, never blocking on a
     /// FIFO or device, and only if it is still the inode `want` (when given).
     pub fn open_file(&self, name: &[u8], want: Option<Identity>) -> io::Result<(File, Stat)> {
-        let fd = rustix::fs::openat(&self.fd, name, READ_FLAGS, Mode::empty()).map_err(|e| {
-            if e == rustix::io::Errno::LOOP {
-                replaced("a symlink")
-            } else {
-                errno(e)
-            }
-        })?;
-        let st = rustix::fs::fstat(&fd).map_err(errno)?;
-        if st.st_mode & S_IFMT != S_IFREG {
-            return Err(replaced("something that is not a regular file"));
-        }
-        if want.is_some_and(|w| w != Identity::of(&st)) {
-            return Err(replaced("another file"));
-        }
-        Ok((File::from(fd), st))
+        open_regular(&self.fd, name, want)
     }
 
     /// Open `name` only when it is a regular file (no symlink, FIFO or device is ever
     /// opened) and read at most `max + 1` bytes: a longer result tells the caller the
     /// file is larger than it may be.
     pub fn read_small(&self, name: &[u8], max: usize) -> io::Result<(Vec<u8>, Stat)> {
-        use std::io::Read;
-        let (f, st) = self.open_file(name, None)?;
+        let (f, st) = open_regular(&self.fd, name, None)?;
         let mut v = Vec::new();
         f.take(max as u64 + 1).read_to_end(&mut v)?;
         Ok((v, st))
@@ -225,15 +202,16 @@ impl Dir {
     /// follows one at the config's place, so a config may live elsewhere. It is still
     /// only ever a regular file that is opened and read.
     pub fn read_small_following(&self, name: &[u8], max: usize) -> io::Result<(Vec<u8>, Stat)> {
-        use std::io::Read;
         let flags = READ_FLAGS.difference(OFlags::NOFOLLOW);
+        // As `open_regular`: what is not a regular file is never opened.
+        let before = rustix::fs::statat(&self.fd, name, AtFlags::empty()).map_err(errno)?;
+        if before.st_mode & S_IFMT != S_IFREG {
+            return Err(not_regular());
+        }
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty()).map_err(errno)?;
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
         if st.st_mode & S_IFMT != S_IFREG {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
+            return Err(not_regular());
         }
         let mut v = Vec::new();
         File::from(fd).take(max as u64 + 1).read_to_end(&mut v)?;
@@ -352,6 +330,153 @@ fn timestamps(atime: (i64, u32), mtime: (i64, u32)) -> Timestamps {
     }
 }
 
+// ---- the same operations on a bare descriptor (the backup reader holds these) ------
+
+fn not_regular() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")
+}
+
+/// Open the regular file `name` of `dir` for reading: no symlink followed, never
+/// blocking, and never a FIFO or device at all (checked with `lstat` before opening,
+/// because opening a device talks to its driver, and with `fstat` after, in case it was
+/// swapped in between); when `want` is given, only the inode a listing saw.
+pub fn open_regular<P: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    name: P,
+    want: Option<Identity>,
+) -> io::Result<(File, Stat)> {
+    let before = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
+    match before.st_mode & S_IFMT {
+        S_IFREG => {}
+        S_IFLNK => return Err(replaced("a symlink")),
+        _ => return Err(not_regular()),
+    }
+    let fd = rustix::fs::openat(&dir, name, READ_FLAGS, Mode::empty()).map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            replaced("a symlink")
+        } else {
+            errno(e)
+        }
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(errno)?;
+    if st.st_mode & S_IFMT != S_IFREG {
+        return Err(not_regular());
+    }
+    if want.is_some_and(|w| w != Identity::of(&st)) {
+        return Err(replaced("another file"));
+    }
+    Ok((File::from(fd), st))
+}
+
+/// At most `max + 1` bytes of the small regular file the user named at `path` (a config
+/// given with `--config`, or a backup's `gocryptfs.conf`), which may be hostile: see
+/// [`read_small`]. With `follow`, a symlink there is followed (a config may be one).
+pub fn read_small_named(path: &Path, max: usize, follow: bool) -> io::Result<Vec<u8>> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = Dir::open_root(parent)?;
+    let (bytes, _) = if follow {
+        dir.read_small_following(name.as_bytes(), max)?
+    } else {
+        dir.read_small(name.as_bytes(), max)?
+    };
+    Ok(bytes)
+}
+
+/// A root the user named (a symlink there is followed), as a bare descriptor.
+pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+    Ok(Dir::open_root(path)?.fd)
+}
+
+/// The directory `name` of `parent`, never through a symlink.
+pub fn open_dir<P: rustix::path::Arg>(parent: impl AsFd, name: P) -> io::Result<OwnedFd> {
+    rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(errno)
+}
+
+/// The names in a directory (without `.` and `..`), sorted bytewise; an error if it
+/// could not be read whole.
+pub fn list(dir: impl AsFd) -> io::Result<Vec<OsString>> {
+    let (mut names, err) = names_of(dir)?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// `lstat` of `name` in `dir`.
+pub fn stat<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<Stat> {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)
+}
+
+/// The file type of a stat.
+pub fn file_type(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+/// Open the regular file `name` of `dir` (see [`open_regular`]), only if it is the one
+/// `listed` describes.
+pub fn open_file<P: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    name: P,
+    listed: Option<&Stat>,
+) -> io::Result<File> {
+    open_regular(dir, name, listed.map(Identity::of)).map(|(f, _)| f)
+}
+
+/// At most `max + 1` bytes of the small regular file `name` of `dir` (more than `max`
+/// tells the caller the file is larger than it may be). For `gocryptfs.diriv`, `.name`
+/// files and configs: a hostile backup may put a FIFO, a device or gigabytes there.
+pub fn read_small<P: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    name: P,
+    max: usize,
+) -> io::Result<Vec<u8>> {
+    let (f, _) = open_regular(dir, name, None)?;
+    let mut v = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// The target of the symlink `name` of `dir`.
+pub fn read_link<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<Vec<u8>> {
+    Ok(rustix::fs::readlinkat(dir, name, Vec::new())
+        .map_err(errno)?
+        .into_bytes())
+}
+
+/// The names of a directory in getdents order, and the error that ended a partial read.
+fn names_of(dir: impl AsFd) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
+    // A fresh open description of the same directory, so that concurrent listings of
+    // one descriptor never share a getdents position.
+    let fd = rustix::fs::openat(dir, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
+    read_names(&fd)
+}
+
+/// Read a directory from its descriptor's current position to the end.
+fn read_names(fd: &OwnedFd) -> io::Result<(Vec<OsString>, Option<io::Error>)> {
+    let mut buf = Vec::with_capacity(32 * 1024);
+    let mut iter = RawDir::new(fd, buf.spare_capacity_mut());
+    let mut names = Vec::new();
+    while let Some(item) = iter.next() {
+        match item {
+            Ok(entry) => {
+                let n = entry.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    names.push(OsString::from_vec(n.to_vec()));
+                }
+            }
+            Err(e) => return Ok((names, Some(errno(e)))),
+        }
+    }
+    Ok((names, None))
+}
+
 pub fn fchown(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
     rustix::fs::fchown(
         fd,
@@ -437,5 +562,94 @@ mod tests {
         assert!(!Path::new("/nonexistent-target").exists());
         root.create_new(b"n", 0o600).unwrap();
         assert!(root.create_new(b"n", 0o600).is_err());
+    }
+
+    // The bare-descriptor functions the backup reader uses.
+    use std::ffi::OsStr;
+    use std::os::unix::fs::symlink;
+
+    fn fifo(p: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            FileType::Fifo,
+            Mode::RUSR | Mode::WUSR,
+            0,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn small_files_are_capped_and_only_regular() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), b"0123456789").unwrap();
+        fifo(&d.path().join("fifo"));
+        symlink("f", d.path().join("link")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        let root = open_root(d.path()).unwrap();
+        assert_eq!(read_small(&root, OsStr::new("f"), 4).unwrap(), b"01234");
+        assert_eq!(
+            read_small(&root, OsStr::new("f"), 10).unwrap(),
+            b"0123456789"
+        );
+        // Nobody writes to the FIFO: a blocking open would never return.
+        let e = read_small(&root, OsStr::new("fifo"), 16).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(read_small(&root, OsStr::new("link"), 16).is_err());
+        assert!(read_small(&root, OsStr::new("sub"), 16).is_err());
+        assert!(open_dir(&root, OsStr::new("link")).is_err());
+        let sub = open_dir(&root, OsStr::new("sub")).unwrap();
+        assert!(list(&sub).unwrap().is_empty());
+        assert_eq!(list(&root).unwrap(), ["f", "fifo", "link", "sub"]);
+        assert_eq!(read_link(&root, OsStr::new("link")).unwrap(), b"f");
+    }
+
+    /// A file that was listed as a regular file and is a FIFO (with no writer) by the
+    /// time it is opened: refused at once, never waited on. Without O_NONBLOCK the open
+    /// blocks forever; the helper thread lets the test fail instead of hanging.
+    #[test]
+    fn fifo_swapped_in_after_the_listing_does_not_block() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("entry");
+        std::fs::write(&p, b"data").unwrap();
+        let root = open_root(d.path()).unwrap();
+        let listed = stat(&root, OsStr::new("entry")).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        fifo(&p);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = open_file(&root, OsStr::new("entry"), Some(&listed)).map(|_| ());
+            let _ = tx.send(r.map_err(|e| e.kind()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+        // Unblock a hung open, if any, so the process can exit.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(&p);
+        assert_eq!(
+            got.expect("opening a swapped-in FIFO blocked"),
+            Err(io::ErrorKind::InvalidInput)
+        );
+        // A regular file replaced by another one is refused too.
+        let d2 = tempfile::tempdir().unwrap();
+        std::fs::write(d2.path().join("a"), b"a").unwrap();
+        let root = open_root(d2.path()).unwrap();
+        let listed = stat(&root, OsStr::new("a")).unwrap();
+        // Made while "a" still exists, so it cannot reuse its inode number.
+        std::fs::write(d2.path().join("b"), b"b").unwrap();
+        std::fs::rename(d2.path().join("b"), d2.path().join("a")).unwrap();
+        assert!(open_file(&root, OsStr::new("a"), Some(&listed)).is_err());
+        assert!(open_file(&root, OsStr::new("a"), None).is_ok());
+    }
+
+    trait NonBlock {
+        fn custom_flags_nonblock(&mut self) -> &mut Self;
+    }
+    impl NonBlock for std::fs::OpenOptions {
+        fn custom_flags_nonblock(&mut self) -> &mut Self {
+            use std::os::unix::fs::OpenOptionsExt;
+            self.custom_flags(OFlags::NONBLOCK.bits() as i32)
+        }
     }
 }

@@ -695,3 +695,66 @@ fn dry_run_counts_equal_the_real_run() {
     assert!(done["deleted"].as_u64().unwrap() > 1, "{done}");
     check("no change");
 }
+
+/// Change lists name the plaintext (issue 16): `-n` and `-v` lines end in the path
+/// relative to SRC, view files say which ones they are, `--json` carries both `path` and
+/// `cpath`, and a deletion names what was deleted, a long name too (through its `.name`
+/// file, read before it goes).
+#[test]
+fn change_lists_name_the_plaintext() {
+    let t = TestDir::new("plain-changes");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    fs::create_dir_all(src.join("Documents/taxes")).unwrap();
+    fs::write(src.join("Documents/notes.txt"), b"hello").unwrap();
+    let long = "L".repeat(200);
+    fs::write(src.join("Documents").join(&long), b"long").unwrap();
+    init_fast(&src, &pw);
+    export_ok(&src, &dest, &pw, &[]);
+
+    fs::write(src.join("Documents/notes.txt"), b"hello, more").unwrap();
+    fs::remove_file(src.join("Documents").join(&long)).unwrap();
+    fs::write(src.join("Documents/taxes/2025.csv"), b"a,b").unwrap();
+    let out = run_ok(&mut export_cmd(&src, &dest, &pw, &[OsStr::new("-n")]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for want in [
+        ">f.st...... Documents/notes.txt".to_string(),
+        ">f+++++++++ Documents/taxes/2025.csv".to_string(),
+        format!("*deleting   Documents/{long}"),
+        format!("*deleting   Documents/{long} [long name]"),
+    ] {
+        assert!(lines.contains(&want.as_str()), "{want} missing in:\n{text}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("Documents/taxes [gocryptfs.diriv]")),
+        "{text}"
+    );
+
+    let out = run_ok(&mut export_cmd(&src, &dest, &pw, &[OsStr::new("--json")]));
+    let changes: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["event"] == "change")
+        .collect();
+    let notes = changes
+        .iter()
+        .find(|v| v["path"] == "Documents/notes.txt")
+        .expect("the changed file by its plaintext path");
+    let cpath = notes["cpath"].as_str().unwrap();
+    assert!(
+        dest.join(cpath).is_file(),
+        "cpath {cpath} is the file in DEST"
+    );
+    assert!(!cpath.contains("notes"), "cpath is the ciphertext: {cpath}");
+    assert!(
+        changes
+            .iter()
+            .any(|v| v["action"] == "delete" && v["path"] == format!("Documents/{long}").as_str()),
+        "{changes:?}"
+    );
+}

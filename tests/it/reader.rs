@@ -758,13 +758,15 @@ fn reader_verify_and_ls_read_tar_streams() {
     // With the config last in the stream: what comes before it waits in an unnamed
     // scratch file (nothing appears anywhere).
     let late = t.join("late.tar");
+    // As ./NAME: an encrypted name may start with '-', which tar would take for an option.
     let mut names: Vec<_> = fs::read_dir(&exp)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| n != "gocryptfs.conf")
+        .map(|n| Path::new(".").join(n))
         .collect();
     names.sort();
-    names.push("gocryptfs.conf".into());
+    names.push("./gocryptfs.conf".into());
     run_ok(
         Command::new("tar")
             .arg("-C")

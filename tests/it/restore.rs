@@ -127,10 +127,9 @@ fn restore_path_subtree_file_and_ls() {
     c.args(["--path", "no/such"]);
     let o = expect(&mut c, 1);
     assert!(stderr(&o).contains("no such path"), "{}", stderr(&o));
-    assert_eq!(
-        fs::read_dir(t.path().join("out_none")).unwrap().count(),
-        0,
-        "staging left behind"
+    assert!(
+        !t.path().join("out_none").exists(),
+        "an empty DEST (or its staging) left behind"
     );
     let mut c = restore_cmd(&pw, &exp, &t.path().join("out_dots"));
     c.args(["--path", "../etc"]);
@@ -371,7 +370,7 @@ fn restore_tamper_suite() {
         },
         &[],
         26,
-        "block 1, 2 of 6",
+        "blocks 1, 2 of 6 do not authenticate",
     );
     // Two whole files swapped: only the path check of reverse-made backups sees it.
     let (a, b) = (rel(twins[0]), rel(twins[1]));

@@ -100,7 +100,9 @@ impl<W: Writer> Engine<'_, W> {
             0
         };
         Ok(Summary {
-            dirs: get(&c.dirs),
+            // The root is a directory of the backup too (export counts it): counted when
+            // the whole tree was read.
+            dirs: get(&c.dirs) + u64::from(self.opts.filter.is_none()),
             files: get(&c.files),
             symlinks: get(&c.symlinks),
             specials: get(&c.specials),
