@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Cmd::Init(a) => commands::init(a),
-        Cmd::Export(a) => commands::export(a),
+        Cmd::Export(a) => cli::export::export(a),
         Cmd::Restore(a) => restore::restore(a),
         Cmd::Ls(a) => restore::ls(a),
         Cmd::Verify(a) => cli::verify::verify(a),

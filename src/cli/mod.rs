@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod exit;
+pub mod export;
 pub mod inspect;
 pub mod password;
 pub mod report;
