@@ -20,9 +20,6 @@ use crate::format::Cryptor;
 /// that long cannot decrypt to a valid name anyway. It bounds what is read.
 pub const MAX_NAME_FILE: usize = 1024;
 
-/// Prefix of the temporary files an interrupted export leaves (`sink::dir`).
-const EXPORT_TEMP_PREFIX: &[u8] = b".cryptbak-tmp-";
-
 /// What a name in a ciphertext directory is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind<'a> {
@@ -92,7 +89,7 @@ impl<'a> NameRules<'a> {
         if self.format.long_names && matches!(parse_long_name(name), Some((_, true))) {
             return Kind::NameFile(&name[..name.len() - LONGNAME_SUFFIX.len()]);
         }
-        if name.starts_with(EXPORT_TEMP_PREFIX) {
+        if crate::format::names::is_temp_name(name) {
             return Kind::Temp;
         }
         Kind::Entry

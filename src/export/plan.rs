@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use crate::fs::Identity;
 use crate::view::{Entry, Meta, Payload, S_IFDIR, S_IFLNK, S_IFREG};
 
-/// Prefix of temporary files; never a name the view can contain with encrypted names
-/// (base64 has no `.`), and recognisable for cleanup after a crash.
-pub const TEMP_PREFIX: &str = ".cryptbak-tmp-";
+pub use crate::format::names::TEMP_PREFIX;
 
 /// What the destination holds under one name (its `lstat`, and its target when it is a
 /// symlink).
@@ -169,11 +167,6 @@ pub fn decide(existing: Option<&Existing>, wanted: &Entry, rules: &Rules) -> Dec
     } else {
         Decision::Unchanged
     }
-}
-
-/// Whether a destination name is left over from an interrupted run.
-pub fn is_temp(name: &[u8]) -> bool {
-    name.starts_with(TEMP_PREFIX.as_bytes())
 }
 
 /// One line of an itemized change list, rsync style: `YXcstpoguax path`.

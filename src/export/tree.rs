@@ -241,7 +241,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
     fn pair(&self, work: &mut DirWork<S::Dir>, held: Vec<Existing>) {
         let mut by_name: HashMap<Vec<u8>, Existing> = HashMap::with_capacity(held.len());
         for ex in held {
-            if plan::is_temp(&ex.name) {
+            if crate::format::names::is_temp_name(&ex.name) {
                 work.temps.push(ex);
             } else {
                 by_name.insert(ex.name.clone(), ex);

@@ -45,10 +45,7 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 
-/// The prefix of a file being uploaded; a name a gocryptfs tree never holds (ciphertext
-/// names are base64url and never start with `.`), fixed-length so that it fits wherever
-/// the final name (up to 255 bytes) does.
-pub const TEMP_PREFIX: &str = ".cryptbak-tmp-";
+pub use crate::format::names::TEMP_PREFIX;
 
 impl SftpStore {
     pub(super) async fn connect(
@@ -576,5 +573,5 @@ pub fn is_temp_name(name: &str) -> bool {
     Path::new(name)
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(TEMP_PREFIX))
+        .is_some_and(|n| crate::format::names::is_temp_name(n.as_bytes()))
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::format::content::{self as c, FileIvs};
-use crate::format::names::{CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
+use crate::format::names::{is_temp_name, CONF_NAME, DIRIV_NAME, LONGNAME_PREFIX};
 use crate::format::Cryptor;
 
 /// How many entries are looked at, at most, to find a file to authenticate.
@@ -46,7 +46,13 @@ pub trait Evidence {
 /// else the first block of some non-empty file authenticates with our key at its path;
 /// else a name in the root decrypts. An empty destination is fine.
 pub fn check_key(ev: &dyn Evidence, cryptor: &Cryptor, config: Option<&[u8]>) -> Result<()> {
-    let top = ev.root_names()?;
+    // Our own temporaries prove nothing either way: a first run killed early leaves a
+    // root with nothing else, and that must count as empty or no rerun could finish it.
+    let top: Vec<Vec<u8>> = ev
+        .root_names()?
+        .into_iter()
+        .filter(|n| !is_temp_name(n))
+        .collect();
     if top.is_empty() {
         return Ok(());
     }
@@ -68,7 +74,7 @@ pub fn check_key(ev: &dyn Evidence, cryptor: &Cryptor, config: Option<&[u8]>) ->
     let is_ours = |name: &[u8]| {
         name == CONF_NAME.as_bytes()
             || name == DIRIV_NAME.as_bytes()
-            || name.starts_with(crate::export::plan::TEMP_PREFIX.as_bytes())
+            || is_temp_name(name)
             || (cryptor.names.is_some()
                 && name.starts_with(LONGNAME_PREFIX.as_bytes())
                 && name.ends_with(b".name"))

@@ -360,6 +360,45 @@ fn refuses_destinations_that_are_not_ours() {
     assert_eq!(before, stamps(&dest2));
 }
 
+/// A first run killed before it wrote anything under a final name leaves only its
+/// temporaries (a staging directory, an unfinished file). The rerun must take that
+/// destination as its own, clean it and finish; but temporaries next to a foreign file
+/// must not make that file look ours.
+#[test]
+fn a_destination_holding_only_our_temporaries_is_ours() {
+    let t = TestDir::new("temps-only");
+    let src = t.join("src");
+    let dest = t.join("dest");
+    let pw = write_passfile(t.path());
+    fs::create_dir(&src).unwrap();
+    Builder::new(&src, 1).file(b"a", b"some content");
+    init_fast(&src, &pw);
+    fs::create_dir_all(dest.join(".cryptbak-tmp-4242-stage")).unwrap();
+    fs::write(dest.join(".cryptbak-tmp-4242-0"), vec![7u8; 5000]).unwrap();
+    export_and_check(&src, &dest, &pw, "after a run killed early");
+    assert!(
+        !scan(&dest)
+            .iter()
+            .any(|(p, _)| esc(p).contains(".cryptbak-tmp-")),
+        "temporaries left in {}",
+        dest.display()
+    );
+
+    let other = t.join("other");
+    fs::create_dir_all(other.join(".cryptbak-tmp-4242-stage")).unwrap();
+    fs::write(
+        other.join("precious.txt"),
+        b"not a backup, long enough to test",
+    )
+    .unwrap();
+    let out = run_code(&mut export_cmd(&src, &other, &pw, &[]), 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing"),
+        "{}",
+        show_output(&out)
+    );
+}
+
 #[test]
 fn concurrent_runs_are_locked_out() {
     let t = TestDir::new("lock");

@@ -16,6 +16,17 @@ pub const CONF_NAME: &str = "gocryptfs.conf";
 pub const REVERSE_CONF_NAME: &str = ".gocryptfs.reverse.conf";
 pub const NAME_MAX: usize = 255;
 
+/// Prefix of cryptbak's temporary files and staging directory in a destination (local
+/// or SFTP). A view never holds such a name (encrypted names are base64url, which has
+/// no `.`), so an interrupted run's leftovers are recognised for cleanup, and readers
+/// skip them.
+pub const TEMP_PREFIX: &str = ".cryptbak-tmp-";
+
+/// Whether a destination name is one of cryptbak's temporaries.
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(TEMP_PREFIX.as_bytes())
+}
+
 /// Why a ciphertext name could not be turned back into a plaintext name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
