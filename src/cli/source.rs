@@ -24,6 +24,16 @@ pub(crate) struct Source {
     pub(crate) unlocked: Unlocked,
 }
 
+impl Source {
+    /// A second set of the view's keys, for reading a backup made from this source
+    /// (`verify --source`). The view's own keys were made from the same key and format,
+    /// so this cannot fail where `open_source` succeeded.
+    pub(crate) fn backup_keys(&self) -> Result<Cryptor> {
+        Cryptor::new(&self.unlocked.master, self.unlocked.format)
+            .map_err(|e| Error::Usage(e.to_string()))
+    }
+}
+
 /// Open a directory the user named, saying in words what is wrong with it.
 pub(crate) fn open_dir_arg(path: &Path, what: &str) -> Result<Dir> {
     Dir::open_root(path).map_err(|e| {

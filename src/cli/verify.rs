@@ -128,9 +128,7 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
                 &a.select,
                 SOURCE_CONFIG_HINT,
             )?;
-            // open_source made the view's keys, so the format is a reverse one.
-            let keys = Cryptor::new(&source.unlocked.master, source.unlocked.format)
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            let keys = source.backup_keys()?;
             (keys, Some((source.dir, source.view)))
         }
     };
@@ -204,8 +202,7 @@ fn verify_remote(a: &VerifyArgs, url: &str, started: Instant) -> Result<i32> {
                 &a.select,
                 SOURCE_CONFIG_HINT,
             )?;
-            let keys = Cryptor::new(&source.unlocked.master, source.unlocked.format)
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            let keys = source.backup_keys()?;
             (keys, Some(source))
         }
     };
