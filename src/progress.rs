@@ -2,6 +2,7 @@
 //! progress go through this trait; the binary decides what reaches the terminal.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -45,6 +46,44 @@ pub trait Progress: Sync {
     fn entry_done(&self, _shown: &std::path::Path, _bytes: u64) {}
     /// An entry of the destination was (or, in a dry run, would be) changed.
     fn change(&self, _change: &crate::export::plan::Change) {}
+    /// What the whole run will handle, once known (counted alongside the run, or read
+    /// from a listing): `entries` in the unit of [`Progress::entry_done`] calls.
+    fn total(&self, _size: Size) {}
+    /// Whether a total is shown, and so worth counting.
+    fn wants_total(&self) -> bool {
+        false
+    }
+}
+
+/// Run `work` while, if `progress` shows a total, another thread sizes the run with
+/// `count` (the way rsync and restic count alongside): it never delays the work, and
+/// is told to stop, through the flag it is given, when the work is done.
+pub fn with_total<T: Send>(
+    progress: &dyn Progress,
+    count: impl FnOnce(&AtomicBool) -> Option<Size> + Send,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    if !progress.wants_total() {
+        return work();
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(size) = count(&stop) {
+                progress.total(size);
+            }
+        });
+        let out = work();
+        stop.store(true, Ordering::Relaxed);
+        out
+    })
+}
+
+/// The size of a run: how many entries it reports done and how many bytes they hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// Reports nothing.

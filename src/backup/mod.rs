@@ -13,11 +13,12 @@
 //!   engine ([`crate::restore::engine`]); [`fs`] (handle-based access to a backup
 //!   directory) and [`tar`] (a tar reader for hostile streams) beneath them;
 //! * [`ls`], [`paths`]: lookups that need no full run (`ls`, `decrypt-path`,
-//!   `encrypt-path`).
+//!   `encrypt-path`); [`count`]: a restore's size, for the progress line.
 //!
 //! It trusts nothing it reads, and says plainly what the format does not authenticate:
 //! owners, modes, times and file types (see `docs/verify.md`).
 
+pub mod count;
 pub mod ls;
 pub mod names;
 pub mod paths;

@@ -79,7 +79,13 @@ pub(crate) fn run<W: Writer>(
         engine: &engine,
         links: Mutex::new(HashMap::new()),
     };
-    walk.visit_dir(&root.fd, b"");
+    let count = |stop: &_| {
+        engine
+            .restores_everything()
+            .then(|| super::count::directory(&root.fd, engine.keys(), stop))
+            .flatten()
+    };
+    crate::progress::with_total(progress, count, || walk.visit_dir(&root.fd, b""));
     if crate::cancel::requested() {
         return Err(engine.abort());
     }

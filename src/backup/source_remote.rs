@@ -48,6 +48,9 @@ pub(crate) fn run<W: Writer>(
 ) -> Result<Summary> {
     let (tree, problems) = Tree::load(store, None)?;
     let engine = Engine::new(keys, w, progress, style, opts);
+    if engine.restores_everything() && progress.wants_total() {
+        progress.total(super::count::remote(&tree, engine.keys()));
+    }
     let shown = shown(store);
     for p in problems {
         engine.source_error(&shown, p.to_string());

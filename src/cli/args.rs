@@ -289,7 +289,8 @@ pub struct ExportArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Do not show the progress line (it is only shown when stderr is a terminal)
+    /// Do not show the progress line (shown only when stderr is a terminal; with a total
+    /// and an ETA once the tree is counted)
     #[arg(long)]
     pub no_progress: bool,
 
@@ -414,7 +415,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Do not show the progress line (it is only shown when stderr is a terminal)
+    /// Do not show the progress line (shown only when stderr is a terminal; with a total
+    /// and an ETA once the tree is counted)
     #[arg(long)]
     pub no_progress: bool,
 

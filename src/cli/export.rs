@@ -55,7 +55,7 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     let Some(dest) = &a.dest else {
         let tar = a.tar.as_deref().expect("clap requires DEST or --tar");
         let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress);
-        let summary = with_total(&source.view, &source.dir, &progress, || {
+        let summary = with_view_total(&source.view, &source.dir, &progress, || {
             let dir = source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?;
             super::tar::export(&source.view, dir, tar, &progress)
         });
@@ -128,7 +128,7 @@ fn run_tree<S: cryptbak::sink::TreeSink>(
     opts: &TreeOptions,
     progress: &StderrReport,
 ) -> Result<Summary> {
-    with_total(&source.view, &source.dir, progress, || {
+    with_view_total(&source.view, &source.dir, progress, || {
         let dir = source.dir.try_clone().map_err(|e| Error::io(&a.src, e))?;
         export_tree(&source.view, dir, sink, opts, progress)
     })
@@ -271,29 +271,18 @@ fn export_remote(a: &ExportArgs, loc: &Location, started: Instant) -> Result<i32
     finish_export(a, &summary, started, &report::sanitize(&loc.to_string()))
 }
 
-/// Run `work` while, on a terminal, another thread counts the view for the progress
-/// line's total and ETA (the way rsync and restic do): it never delays the export, and
-/// stops when the export is done.
-pub(crate) fn with_total<T: Send>(
+/// Run `work` with the view of `src` counted alongside for the progress line's total.
+fn with_view_total<T: Send>(
     view: &cryptbak::view::View,
     src: &Dir,
     progress: &StderrReport,
     work: impl FnOnce() -> T + Send,
 ) -> T {
-    if !progress.shows_progress() {
-        return work();
-    }
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            if let Some(size) = cryptbak::export::count(view, src, &stop) {
-                progress.set_total(size);
-            }
-        });
-        let out = work();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        out
-    })
+    cryptbak::progress::with_total(
+        progress,
+        |stop| cryptbak::export::count(view, src, stop),
+        work,
+    )
 }
 
 pub(crate) fn running_as_root() -> bool {

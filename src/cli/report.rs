@@ -9,7 +9,7 @@ use std::path::Path;
 
 use cryptbak::export::plan::{Action, Change};
 use cryptbak::meter;
-use cryptbak::progress::{Problem, Progress, Severity};
+use cryptbak::progress::{Problem, Progress, Severity, Size};
 
 /// Escape control characters (and show invalid UTF-8 lossily) for one-line messages.
 pub fn sanitize(s: &str) -> String {
@@ -101,36 +101,105 @@ pub enum Output {
 pub struct StderrReport {
     pub quiet: bool,
     pub output: Output,
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     /// Print details (`Progress::detail`), for `-v`.
     details: bool,
+}
+
+/// The progress line, and where its byte figures start.
+struct Bar {
+    bar: ProgressBar,
+    /// `meter::total()` when the run started, and when.
+    base: u64,
+    started: Instant,
+    /// What the line counts: "entries" (export), "files" (restore).
+    unit: &'static str,
+    /// Estimate the time left from bytes (a restore writes every byte) rather than
+    /// from entries (an export skips unchanged files, so its bytes say little).
+    eta_by_bytes: bool,
+}
+
+impl Bar {
+    /// The line's look, before (`None`) and after the total is known. The byte figures
+    /// are drawn at every tick from `meter`, so they move while one large file is
+    /// written (the count and the name move per entry).
+    fn style(&self, total: Option<Size>) -> ProgressStyle {
+        let (base, started) = (self.base, self.started);
+        let total_mb = total.map(|t| t.bytes as f64 / 1e6);
+        let data = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let mb = (meter::total() - base) as f64 / 1e6;
+            let rate = mb / started.elapsed().as_secs_f64().max(0.001);
+            let _ = match total_mb {
+                Some(t) => write!(w, "{mb:.1} MB written (of {t:.1} MB), {rate:.0} MB/s"),
+                None => write!(w, "{mb:.1} MB written, {rate:.0} MB/s"),
+            };
+        };
+        let unit = self.unit;
+        let eta = if self.eta_by_bytes {
+            "{bytes_eta}"
+        } else {
+            "{eta}"
+        };
+        let template = match total {
+            Some(_) => format!(
+                "{{spinner}} {{elapsed_precise}} {{pos}}/{{len}} {unit}, {{data}}, ETA {eta}, {{wide_msg}}"
+            ),
+            None => format!("{{spinner}} {{elapsed_precise}} {{pos}} {unit}, {{data}}, {{wide_msg}}"),
+        };
+        let total_bytes = total.map_or(0, |t| t.bytes);
+        let bytes_eta = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let done = meter::total() - base;
+            let _ = match left(done, total_bytes, started.elapsed()) {
+                Some(d) => w.write_str(&short_duration(d)),
+                None => w.write_str("-"),
+            };
+        };
+        ProgressStyle::with_template(&template)
+            .expect("valid template")
+            .with_key("data", data)
+            .with_key("bytes_eta", bytes_eta)
+    }
+}
+
+/// The time left when `done` of `total` bytes took `elapsed`, at the same rate; `None`
+/// before anything is done, and in the first seconds, when the rate of a few small
+/// files says little (it would promise hours, or seconds).
+fn left(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    if done == 0 || elapsed < Duration::from_secs(2) {
+        return None;
+    }
+    let rest = total.saturating_sub(done) as f64;
+    Some(Duration::from_secs_f64(
+        elapsed.as_secs_f64() * rest / done as f64,
+    ))
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 impl StderrReport {
     pub fn new(quiet: bool, output: Output, show_progress: bool) -> StderrReport {
         let bar = (show_progress && !quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new_spinner();
-            // The byte figures are drawn at every tick from `meter`, so they move while
-            // one large file is written (the entry count and name move per entry).
-            let base = meter::total();
-            let started = Instant::now();
-            let data = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let mb = (meter::total() - base) as f64 / 1e6;
-                let secs = started.elapsed().as_secs_f64().max(0.001);
-                let _ = write!(w, "{mb:.1} MB written, {:.0} MB/s", mb / secs);
+            let b = Bar {
+                bar: ProgressBar::new_spinner(),
+                base: meter::total(),
+                started: Instant::now(),
+                unit: "entries",
+                eta_by_bytes: false,
             };
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} {pos} entries, {data}, {wide_msg}",
-                )
-                .expect("valid template")
-                .with_key("data", data),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
+            b.bar.set_style(b.style(None));
+            b.bar.enable_steady_tick(Duration::from_millis(200));
             // Draw now, not at the first tick: a run shorter than the tick interval
             // still shows the user that it started.
-            bar.tick();
-            bar
+            b.bar.force_draw();
+            b
         });
         StderrReport {
             quiet,
@@ -146,39 +215,25 @@ impl StderrReport {
         self
     }
 
+    /// A restore's line: it counts files (the only entries a restore reports done) and
+    /// estimates the time left from bytes.
+    pub fn for_restore(mut self) -> Self {
+        if let Some(b) = &mut self.bar {
+            b.unit = "files";
+            b.eta_by_bytes = true;
+            b.bar.set_style(b.style(None));
+        }
+        self
+    }
+
     /// Whether a progress line is shown (and a total is worth counting).
     pub fn shows_progress(&self) -> bool {
         self.bar.is_some()
     }
 
-    /// The total, once known: the line then shows `done/total entries` and an ETA.
-    pub fn set_total(&self, size: cryptbak::export::Size) {
-        let Some(bar) = &self.bar else { return };
-        bar.set_length(size.entries);
-        let base = meter::total();
-        let started = Instant::now();
-        let total_mb = size.bytes as f64 / 1e6;
-        let data = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let mb = (meter::total() - base) as f64 / 1e6;
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            let _ = write!(
-                w,
-                "{mb:.1} MB written (of {total_mb:.1} MB), {:.0} MB/s",
-                mb / secs
-            );
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} {pos}/{len} entries, {data}, ETA {eta}, {wide_msg}",
-            )
-            .expect("valid template")
-            .with_key("data", data),
-        );
-    }
-
     /// Remove the progress line before the summary is printed.
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(Bar { bar, .. }) = &self.bar {
             bar.finish_and_clear();
         }
     }
@@ -186,7 +241,7 @@ impl StderrReport {
     /// Print without tearing the progress line.
     fn print(&self, f: impl FnOnce()) {
         match &self.bar {
-            Some(bar) => bar.suspend(f),
+            Some(b) => b.bar.suspend(f),
             None => f(),
         }
     }
@@ -203,8 +258,24 @@ fn action_name(a: Action) -> &'static str {
 }
 
 impl Progress for StderrReport {
+    fn wants_total(&self) -> bool {
+        self.shows_progress()
+    }
+
+    /// The line then shows `done/total`, the bytes to come and an ETA.
+    fn total(&self, size: Size) {
+        if let Some(b) = &self.bar {
+            b.bar.set_length(size.entries);
+            b.bar.set_style(b.style(Some(size)));
+            // Now, not at the next tick: the total is news even in a short run.
+            b.bar.force_draw();
+        }
+    }
+
     fn entry_done(&self, shown: &Path, _bytes: u64) {
-        let Some(bar) = &self.bar else { return };
+        let Some(Bar { bar, .. }) = &self.bar else {
+            return;
+        };
         bar.inc(1);
         let mut name = show_path(shown);
         if name.chars().count() > 50 {
@@ -282,5 +353,28 @@ impl StderrReport {
                 println!("{v}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_follows_the_byte_rate() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(left(0, 100, ten), None);
+        assert_eq!(left(1, 100, Duration::from_millis(300)), None);
+        assert_eq!(left(25, 100, ten), Some(Duration::from_secs(30)));
+        assert_eq!(left(100, 100, ten), Some(Duration::ZERO));
+        // More written than counted (the tree grew): nothing left, not negative.
+        assert_eq!(left(150, 100, ten), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(short_duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(short_duration(Duration::from_secs(7620)), "2h07m");
     }
 }

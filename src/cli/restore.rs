@@ -244,8 +244,9 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
     if store.is_none() {
         set_threads(a.jobs);
     }
-    let progress =
-        StderrReport::new(a.quiet, Output::Quiet, !a.no_progress).with_details(a.verbose);
+    let progress = StderrReport::new(a.quiet, Output::Quiet, !a.no_progress)
+        .with_details(a.verbose)
+        .for_restore();
     let summary = if let Some(store) = &store {
         let keys = keys_from_store(&a.key, store)?;
         restore::restore_remote(store, &a.dest, keys, &opts, &progress)?

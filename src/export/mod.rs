@@ -24,7 +24,7 @@ pub mod walk;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::progress::{Problem, Progress, Severity};
+use crate::progress::{Problem, Progress, Severity, Size};
 use crate::view::{Entry, Payload, View};
 use plan::{Action, Change, Delta};
 
@@ -151,13 +151,6 @@ impl<'a> Tally<'a> {
     pub fn done(&self, e: &Entry, bytes: u64) {
         self.progress.entry_done(self.view.relative(e), bytes);
     }
-}
-
-/// The size of a view: how many entries and plaintext bytes an export of it handles.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Size {
-    pub entries: u64,
-    pub bytes: u64,
 }
 
 /// Count the view of the tree `src` the way an export walks it (same listings, same

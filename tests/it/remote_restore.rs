@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::remote_export::{tree, Srv};
-use crate::util::{cryptbak, init_fast, run_code, run_ok, show_output, Work};
+use crate::util::{cryptbak, has_total, init_fast, on_a_pty, run_code, run_ok, show_output, Work};
 
 fn backup_cmd(srv: &Srv, w: &Work, args: &[&str], url: &str) -> Command {
     let mut c = cryptbak();
@@ -105,6 +105,26 @@ fn restore_verify_ls(srv: &Srv) {
     c.arg(&dest);
     run_ok(&mut c);
     assert_restored(srv, &w.src, &dest);
+
+    // On a terminal, the listing gives the progress line its total at once: every
+    // name of a regular file (the store keeps no hard links; a restore writes each
+    // name's object, then joins split links again) and the plaintext bytes.
+    let (mut files, mut bytes) = (0, 0);
+    for p in crate::restore_util::walk(&w.src) {
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_file() && !p.ends_with(".gocryptfs.reverse.conf") {
+            files += 1;
+            bytes += m.len();
+        }
+    }
+    let mut c = backup_cmd(srv, &w, &["restore"], &url);
+    c.arg(w.path("restored-on-a-tty"));
+    let drawn = on_a_pty(&c, &w.path("typescript"));
+    let of = format!("(of {:.1} MB)", bytes as f64 / 1e6);
+    assert!(
+        has_total(&drawn, files, &of),
+        "no total of {files} files, {of} and an ETA on the progress line:\n{drawn}"
+    );
 
     // Verify authenticates everything; verify --source finds it identical.
     let o = run_ok(&mut backup_cmd(srv, &w, &["verify"], &url));

@@ -16,27 +16,11 @@ fn require(tool: &str) {
     );
 }
 
-fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
-
-/// Runs `cryptbak export` under script(1), on a pseudo-terminal, and returns everything
-/// it drew there.
+/// Runs `cryptbak export` on a pseudo-terminal (see [`on_a_pty`]).
 fn export_on_a_pty(t: &TestDir, src: &Path, pw: &Path, dest: &Path) -> String {
-    let log = t.join("typescript");
-    let cmd = format!(
-        "{} export --passfile {} {} {}",
-        env!("CARGO_BIN_EXE_cryptbak"),
-        shell_quote(pw),
-        shell_quote(src),
-        shell_quote(dest)
-    );
-    run_ok(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &cmd])
-            .arg(&log),
-    );
-    String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned()
+    let mut c = cryptbak();
+    c.arg("export").arg("--passfile").arg(pw).arg(src).arg(dest);
+    on_a_pty(&c, &t.join("typescript"))
 }
 
 #[test]
@@ -127,8 +111,8 @@ fn password_prompt_does_not_echo() {
     let cmd = format!(
         "{} init --scryptn 10 {}; echo EXIT=$? > {}; sleep 30",
         env!("CARGO_BIN_EXE_cryptbak"),
-        shell_quote(&src),
-        shell_quote(&done)
+        shell_quote(src.as_os_str()),
+        shell_quote(done.as_os_str())
     );
     let name = format!("cryptbak-it-{}", std::process::id());
     let tmux = Tmux::start(&name, &cmd);
@@ -202,5 +186,44 @@ fn progress_moves_during_one_large_file() {
         seen.split(['\r', '\n'])
             .any(|l| l.contains("/4 entries, ") && l.contains("ETA")),
         "no total or ETA on the progress line:\n{seen}"
+    );
+}
+
+/// A restore counts the backup alongside (names, types and sizes only) and shows the
+/// files and plaintext bytes to come, and an ETA, as an export does.
+#[test]
+fn restore_progress_has_a_total() {
+    require("script");
+    let t = TestDir::new("tty-restore");
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::File::create(src.join("big"))
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    fs::create_dir(src.join("sub")).unwrap();
+    fs::write(src.join("sub/small"), vec![b'x'; 5000]).unwrap();
+    fs::hard_link(src.join("sub/small"), src.join("link")).unwrap();
+    std::os::unix::fs::symlink("big", src.join("sym")).unwrap();
+    let long = "n".repeat(200);
+    fs::write(src.join(&long), b"long name").unwrap();
+    let pw = write_passfile(t.path());
+    init_fast(&src, &pw);
+    let backup = t.join("backup");
+    export_ok(&src, &backup, &pw, &[]);
+
+    let mut c = cryptbak();
+    c.arg("restore")
+        .arg("--passfile")
+        .arg(&pw)
+        .arg(&backup)
+        .arg(t.join("out"));
+    let seen = on_a_pty(&c, &t.join("typescript"));
+    // big, sub/small (once, with its second name), the long name: three files that
+    // hold 128 MiB + 5000 + 9 bytes; not the config, the dir IVs or the .name file.
+    let want = format!("(of {:.1} MB)", ((128u64 << 20) + 5009) as f64 / 1e6);
+    assert!(
+        has_total(&seen, 3, &want),
+        "no total of 3 files, {want} and an ETA on the progress line:\n{seen}"
     );
 }

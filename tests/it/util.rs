@@ -574,3 +574,37 @@ impl Drop for Swapping {
         let _ = self.child.wait();
     }
 }
+
+/// Quotes `s` for sh.
+pub fn shell_quote(s: &OsStr) -> String {
+    format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
+}
+
+/// Runs `cmd` (its program, arguments and environment) under script(1), on a
+/// pseudo-terminal, asserting exit code 0, and returns everything it drew there
+/// (`log` keeps the typescript).
+pub fn on_a_pty(cmd: &Command, log: &Path) -> String {
+    let mut line = shell_quote(cmd.get_program());
+    for a in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line]).arg(log);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    run_ok(&mut script);
+    String::from_utf8_lossy(&fs::read(log).unwrap()).into_owned()
+}
+
+/// Whether a restore's progress line, as drawn on a terminal, showed a total of `files`
+/// files, the plaintext size `of_mb` ("(of 134.2 MB)") and an ETA.
+pub fn has_total(drawn: &str, files: u64, of_mb: &str) -> bool {
+    drawn
+        .split(['\r', '\n'])
+        .any(|l| l.contains(&format!("/{files} files, ")) && l.contains(of_mb) && l.contains("ETA"))
+}

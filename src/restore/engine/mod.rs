@@ -231,6 +231,16 @@ impl<'a, W: Writer> Engine<'a, W> {
         }
     }
 
+    pub fn keys(&self) -> &Cryptor {
+        &self.keys
+    }
+
+    /// Whether the whole backup is restored (no `--path`): a count of the backup is
+    /// then the size of the run.
+    pub fn restores_everything(&self) -> bool {
+        self.opts.filter.is_none()
+    }
+
     /// The name rules of this backup.
     pub fn rules(&self) -> NameRules<'_> {
         NameRules::new(&self.keys)
