@@ -25,10 +25,10 @@ use super::commands::{same_place, set_threads};
 use super::exit;
 use super::report::{count, sanitize, show_path, Output, StderrReport};
 use super::restore::{
-    backup_url, key_args, keys_from_store, open_remote, policy_notes, tar_input, tar_keys,
-    tar_unlock, unlock_backup,
+    backup_url, key_args, keys_from_files, keys_from_store, open_remote, policy_notes, tar_input,
+    tar_keys, tar_unlock,
 };
-use super::source::{open_dir_arg, open_source};
+use super::source::{open_dir_arg, open_source, Source};
 
 const SOURCE_CONFIG_HINT: &str =
     "no such file (the source's config gives the keys with --source; pass --config or --masterkey otherwise)";
@@ -104,31 +104,14 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
     }
     // With --source, one unlock gives the keys of both sides (one password prompt).
     let (keys, view) = match &a.source {
-        None => {
-            let default = a.backup.join(CONF_NAME);
-            let (u, aead) = unlock_backup(&a.key, &default)?;
-            let keys = Cryptor::for_reading(&u.master, u.format, aead).map_err(|e| {
-                Error::ConfigUnsupported {
-                    path: a.key.config.clone().unwrap_or(default),
-                    msg: e.to_string(),
-                }
-            })?;
-            (keys, None)
-        }
+        None => (keys_from_files(&a.key, &a.backup.join(CONF_NAME))?, None),
         Some(src) => {
             if same_place(src, &a.backup) {
                 return Err(Error::Usage(
                     "BACKUP must not be inside SRC (or SRC inside BACKUP)".into(),
                 ));
             }
-            let source = open_source(
-                src,
-                &key_args(&a.key),
-                a.compat,
-                &a.select,
-                SOURCE_CONFIG_HINT,
-            )?;
-            let keys = source.backup_keys()?;
+            let (keys, source) = source_and_keys(a, src)?;
             (keys, Some((source.dir, source.view)))
         }
     };
@@ -147,6 +130,19 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
         None => (Vec::new(), 0),
     };
     Ok(finish(a, &summary, &diffs, compare_errors, started))
+}
+
+/// `--source SRC`: open it, and make the keys for reading the backup from its key (one
+/// unlock, one password prompt, for both sides).
+fn source_and_keys(a: &VerifyArgs, src: &Path) -> Result<(Cryptor, Source)> {
+    let source = open_source(
+        src,
+        &key_args(&a.key),
+        a.compat,
+        &a.select,
+        SOURCE_CONFIG_HINT,
+    )?;
+    Ok((source.backup_keys()?, source))
 }
 
 /// The plan of an export into BACKUP, with --checksum: every entry of it is a
@@ -195,14 +191,7 @@ fn verify_remote(a: &VerifyArgs, url: &str, started: Instant) -> Result<i32> {
     let (keys, source) = match &a.source {
         None => (keys_from_store(&a.key, &store)?, None),
         Some(src) => {
-            let source = open_source(
-                src,
-                &key_args(&a.key),
-                a.compat,
-                &a.select,
-                SOURCE_CONFIG_HINT,
-            )?;
-            let keys = source.backup_keys()?;
+            let (keys, source) = source_and_keys(a, src)?;
             (keys, Some(source))
         }
     };
