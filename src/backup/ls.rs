@@ -354,7 +354,10 @@ impl<F: Dirs> Lister<'_, F> {
                 match self.dirs.read_small(dir, &name_file_of(&b), MAX_NAME_FILE) {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        problems.push((here, format!("cannot read its .name file: {e}")));
+                        problems.push((
+                            here,
+                            format!("cannot read its .name file: {}", crate::error::in_words(&e)),
+                        ));
                         continue;
                     }
                 }

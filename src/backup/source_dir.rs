@@ -117,7 +117,7 @@ impl<W: Writer> Walk<'_, '_, W> {
                 e.entry_problem(
                     cpath,
                     Severity::Error,
-                    format!("cannot list directory: {err}"),
+                    format!("cannot list directory: {}", crate::error::in_words(&err)),
                 );
                 return;
             }
@@ -130,14 +130,17 @@ impl<W: Writer> Walk<'_, '_, W> {
                 Kind::Config => {}
                 Kind::DirIv => match fs::read_small(dir, name, 16) {
                     Ok(bytes) => e.add_diriv(cpath.to_vec(), &bytes),
-                    Err(err) => e.bad_diriv(cpath.to_vec(), format!("cannot read: {err}")),
+                    Err(err) => e.bad_diriv(
+                        cpath.to_vec(),
+                        format!("cannot read: {}", crate::error::in_words(&err)),
+                    ),
                 },
                 Kind::NameFile(entry) => match fs::read_small(dir, name, MAX_NAME_FILE) {
                     Ok(bytes) => e.add_long_name(join_cpath(cpath, entry), &bytes),
                     Err(err) => e.entry_problem(
                         &join_cpath(cpath, b),
                         Severity::Integrity,
-                        format!("cannot read: {err}"),
+                        format!("cannot read: {}", crate::error::in_words(&err)),
                     ),
                 },
                 Kind::Temp => e.entry_problem(
@@ -161,7 +164,11 @@ impl<W: Writer> Walk<'_, '_, W> {
         let st = match fs::stat(dir, name) {
             Ok(st) => st,
             Err(err) => {
-                return e.entry_problem(&cpath, Severity::Error, format!("cannot stat: {err}"))
+                return e.entry_problem(
+                    &cpath,
+                    Severity::Error,
+                    format!("cannot stat: {}", crate::error::in_words(&err)),
+                )
             }
         };
         let meta = crate::view::Meta::from_stat(&st);
@@ -174,7 +181,7 @@ impl<W: Writer> Walk<'_, '_, W> {
                         Err(err) => e.entry_problem(
                             &cpath,
                             Severity::Error,
-                            format!("cannot open directory: {err}"),
+                            format!("cannot open directory: {}", crate::error::in_words(&err)),
                         ),
                     }
                 }
@@ -197,7 +204,7 @@ impl<W: Writer> Walk<'_, '_, W> {
                         return e.entry_problem(
                             &cpath,
                             Severity::Error,
-                            format!("cannot open: {err}"),
+                            format!("cannot open: {}", crate::error::in_words(&err)),
                         )
                     }
                 };
@@ -210,7 +217,7 @@ impl<W: Writer> Walk<'_, '_, W> {
                 Err(err) => e.entry_problem(
                     &cpath,
                     Severity::Error,
-                    format!("cannot read symlink: {err}"),
+                    format!("cannot read symlink: {}", crate::error::in_words(&err)),
                 ),
             },
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {

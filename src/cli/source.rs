@@ -43,7 +43,7 @@ pub(crate) fn open_dir_arg(path: &Path, what: &str) -> Result<Dir> {
             io::ErrorKind::PermissionDenied => {
                 format!("{what} cannot be opened: permission denied")
             }
-            _ => format!("{what} cannot be opened: {e}"),
+            _ => format!("{what} cannot be opened: {}", cryptbak::error::in_words(&e)),
         };
         Error::invalid(path, msg)
     })

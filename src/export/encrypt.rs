@@ -39,8 +39,9 @@ impl Outcome {
     pub fn problem(&self, plain_size: u64, kept: &str) -> String {
         if let Some(e) = &self.error {
             return format!(
-                "read error after {} of {plain_size} bytes: {e}; {kept}",
-                self.read
+                "read error after {} of {plain_size} bytes: {}; {kept}",
+                self.read,
+                crate::error::in_words(e)
             );
         }
         if self.grew {

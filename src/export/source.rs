@@ -24,7 +24,12 @@ use crate::view::{Entry, Listing, Meta, PlainChild, View};
 /// listing and opening; then the new one is what the backup gets).
 pub fn open_dir(parent: &Dir, dir: &Entry) -> Result<Dir, Problem> {
     let name = dir.source_name();
-    let fail = |e: io::Error| Problem::error(&dir.source, format!("cannot open directory: {e}"));
+    let fail = |e: io::Error| {
+        Problem::error(
+            &dir.source,
+            format!("cannot open directory: {}", crate::error::in_words(&e)),
+        )
+    };
     match parent.open_dir_checked(name, dir.meta.identity()) {
         Ok(d) => Ok(d),
         Err(_) => {
@@ -47,7 +52,7 @@ pub fn listing(view: &View, src: &Dir, dir: &Entry) -> Listing {
             let mut l = view.listing(dir, Vec::new(), false);
             l.problems.push(Problem::error(
                 &dir.source,
-                format!("cannot list directory: {e}"),
+                format!("cannot list directory: {}", crate::error::in_words(&e)),
             ));
             return l;
         }
@@ -59,7 +64,10 @@ pub fn listing(view: &View, src: &Dir, dir: &Entry) -> Listing {
         .into_iter()
         .map(|name| {
             let child = child(src, &name).map_err(|(what, e)| {
-                Problem::error(dir.source.join(&name), format!("cannot {what}: {e}"))
+                Problem::error(
+                    dir.source.join(&name),
+                    format!("cannot {what}: {}", crate::error::in_words(&e)),
+                )
             });
             (name, child)
         })
@@ -68,7 +76,10 @@ pub fn listing(view: &View, src: &Dir, dir: &Entry) -> Listing {
     if let Some(e) = err {
         l.problems.insert(
             0,
-            Problem::error(&dir.source, format!("cannot list directory: {e}")),
+            Problem::error(
+                &dir.source,
+                format!("cannot list directory: {}", crate::error::in_words(&e)),
+            ),
         );
     }
     l
@@ -122,8 +133,11 @@ pub fn still_as_listed(src: &Dir, e: &Entry, plain_size: u64) -> bool {
 
 /// The entry of the file `e` as it is now (after it changed while being read).
 pub fn refresh(view: &View, src: &Dir, e: &Entry) -> Result<Entry, Problem> {
-    let st = src
-        .stat_at(e.source_name())
-        .map_err(|err| Problem::error(&e.source, format!("cannot stat: {err}")))?;
+    let st = src.stat_at(e.source_name()).map_err(|err| {
+        Problem::error(
+            &e.source,
+            format!("cannot stat: {}", crate::error::in_words(&err)),
+        )
+    })?;
     view.refreshed_file(e, Meta::from_stat(&st))
 }

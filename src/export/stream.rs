@@ -189,7 +189,7 @@ fn seal_small(
                 e = source::refresh(view, src, &e).map_err(|p| p.msg)?;
                 continue;
             }
-            Err(err) => return Err(format!("cannot open: {err}")),
+            Err(err) => return Err(format!("cannot open: {}", crate::error::in_words(&err))),
         };
         let Payload::File {
             plain_size,
@@ -205,7 +205,7 @@ fn seal_small(
             continue;
         }
         if let Some(err) = &o.error {
-            return Err(format!("cannot read: {err}"));
+            return Err(format!("cannot read: {}", crate::error::in_words(err)));
         }
         let problem = (!o.is_clean(plain_size)).then(|| {
             let kept = if o.grew {
@@ -415,7 +415,10 @@ impl<'a, S: StreamSink> Export<'a, S> {
         } else {
             io::Error::new(
                 err.kind(),
-                format!("cannot write the archive: {err}; the archive is incomplete"),
+                format!(
+                    "cannot write the archive: {}; the archive is incomplete",
+                    crate::error::in_words(&err)
+                ),
             )
         };
         Error::io(self.label, err)
@@ -425,7 +428,7 @@ impl<'a, S: StreamSink> Export<'a, S> {
         match self.sink.entry(e, body) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::Unsupported => {
-                self.skip(e, format!("{err}; not archived"));
+                self.skip(e, format!("{}; not archived", crate::error::in_words(&err)));
                 Ok(())
             }
             Err(err) => Err(self.output_error(err)),
@@ -511,7 +514,7 @@ impl<'a, S: StreamSink> Export<'a, S> {
                 .and_then(|fresh| {
                     source::open_file(src, &fresh)
                         .map(|f| (fresh, f))
-                        .map_err(|err| format!("cannot open: {err}"))
+                        .map_err(|err| format!("cannot open: {}", crate::error::in_words(&err)))
                 }) {
                 Ok(x) => x,
                 Err(msg) => {

@@ -646,7 +646,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                     *e = source::refresh(self.view, src, e).map_err(|p| p.msg)?;
                     continue;
                 }
-                Err(err) => return Err(format!("cannot open: {err}")),
+                Err(err) => return Err(format!("cannot open: {}", crate::error::in_words(&err))),
             };
             let plain = plain_size(e);
             let mut outcome = None;
@@ -705,7 +705,7 @@ impl<'a, S: TreeSink> Tree<'a, S> {
                 })
                 .map_err(|err| err.to_string()),
             None => source::open_file(src, e)
-                .map_err(|err| format!("cannot open: {err}"))
+                .map_err(|err| format!("cannot open: {}", crate::error::in_words(&err)))
                 .and_then(|mut file| {
                     self.encryptors.with(|enc| {
                         self.sink

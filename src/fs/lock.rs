@@ -100,7 +100,7 @@ impl RunLock {
             .find_map(|p| match private_dir(&p) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    tried.push(format!("{}: {e}", p.display()));
+                    tried.push(format!("{}: {}", p.display(), crate::error::in_words(&e)));
                     None
                 }
             })

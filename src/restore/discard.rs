@@ -289,7 +289,7 @@ impl Writer for Discard {
         .map_err(|e| {
             Error::invalid(
                 &dir,
-                format!("cannot make an unnamed scratch file for the part of the tar stream before its gocryptfs.conf ({e}); pass --config"),
+                format!("cannot make an unnamed scratch file for the part of the tar stream before its gocryptfs.conf ({}); pass --config", crate::error::in_words(&e.into())),
             )
         })
     }

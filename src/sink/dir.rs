@@ -82,7 +82,13 @@ impl DirSink {
             Ok(d)
         });
         stage.as_ref().map_err(|e| {
-            Error::invalid(root.path(), format!("cannot make a staging directory: {e}"))
+            Error::invalid(
+                root.path(),
+                format!(
+                    "cannot make a staging directory: {}",
+                    crate::error::in_words(e)
+                ),
+            )
         })
     }
 
@@ -125,7 +131,10 @@ impl DirSink {
                 let why = if err.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) {
                     "cannot create this special file (device nodes need root)".to_string()
                 } else {
-                    format!("cannot create special file: {err}")
+                    format!(
+                        "cannot create special file: {}",
+                        crate::error::in_words(&err)
+                    )
                 };
                 Error::invalid(&e.source, why)
             })?;

@@ -449,6 +449,8 @@ fn export_messages_say_what_is_wrong_in_words() {
             a_file.clone(),
             "DEST is a file, not a directory",
         ),
+        // The system's own message, in words, without its "(os error 20)".
+        (w.src.clone(), a_file.join("d"), "a-file/d: not a directory"),
     ] {
         let out = run(&mut export_cmd(&src, &dest, &w.pw, &[]));
         let err = stderr(&out);
@@ -457,6 +459,18 @@ fn export_messages_say_what_is_wrong_in_words() {
         assert!(!err.contains("os error"), "{err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
+    let out = run(&mut export_cmd(
+        &w.src,
+        &w.path("d3"),
+        &w.path("no-passfile"),
+        &[],
+    ));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no-passfile: no such file or directory") && !err.contains("os error"),
+        "{err}"
+    );
 }
 
 /// Reading commands say what a wrong BACKUP is (issue 16): a tar archive given as a

@@ -93,7 +93,7 @@ fn harden_export_enospc_leaves_no_torn_file_and_a_rerun_completes() {
     let src_s = src.to_string_lossy();
     assert!(
         err.lines()
-            .any(|l| l.contains("No space left on device") && l.contains(&*src_s)),
+            .any(|l| l.contains("no space left on device") && l.contains(&*src_s)),
         "no stderr line names a source file and ENOSPC:\n{err}"
     );
     let leftovers = temp_leftovers(&dest);
@@ -139,12 +139,12 @@ fn harden_restore_enospc_leaves_no_torn_file_and_a_rerun_completes() {
     let out = run_fail(&mut restore(&dest));
     let err = stderr_of(&out);
     assert!(
-        err.contains("No space left on device"),
+        err.contains("no space left on device"),
         "stderr does not say why:\n{err}"
     );
     // Each failure is named once, by where its plaintext was going (the user's to fix).
     let dest_shown = dest.to_string_lossy().into_owned();
-    for line in err.lines().filter(|l| l.contains("No space left")) {
+    for line in err.lines().filter(|l| l.contains("no space left")) {
         assert!(
             line.starts_with(&format!("cryptbak: error: {dest_shown}/"))
                 && line.contains("(backup file ")
@@ -201,7 +201,7 @@ fn harden_tar_file_enospc_removes_the_archive() {
     );
     let err = stderr_of(&out);
     assert!(
-        err.contains("No space left on device") && err.contains(&*tar.to_string_lossy()),
+        err.contains("no space left on device") && err.contains(&*tar.to_string_lossy()),
         "stderr should name the archive and ENOSPC:\n{err}"
     );
     let left: Vec<_> = fs::read_dir(&mnt.dir)
@@ -279,7 +279,7 @@ fn harden_unreadable_source_is_reported_and_its_old_backup_kept() {
         let p = src.join(name).to_string_lossy().into_owned();
         assert!(
             err.lines()
-                .any(|l| l.contains(&p) && l.contains("Permission denied")),
+                .any(|l| l.contains(&p) && l.contains("permission denied")),
             "stderr does not name {p}:\n{err}"
         );
     }

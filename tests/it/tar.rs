@@ -690,7 +690,7 @@ fn tar_write_errors_are_fatal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.starts_with(
-            "cryptbak: error: /dev/full: cannot write the archive: No space left on device"
+            "cryptbak: error: /dev/full: cannot write the archive: no space left on device"
         ) && stderr.lines().count() == 1,
         "{}",
         show_output(&out)
@@ -715,7 +715,7 @@ fn tar_write_errors_are_fatal() {
     let target = small.join("out.tar");
     let out = run_code(&mut w.tar_cmd(target.as_os_str(), &[]), 1);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("No space left on device"),
+        String::from_utf8_lossy(&out.stderr).contains("no space left on device"),
         "{}",
         show_output(&out)
     );

@@ -385,9 +385,16 @@ impl<'a, W: Writer> Engine<'a, W> {
                 // A full or failing DEST is the user's to fix; a read error is the
                 // backup's.
                 if written {
-                    self.entry_not_restored(cpath, format!("cannot write the plaintext: {e}"));
+                    self.entry_not_restored(
+                        cpath,
+                        format!("cannot write the plaintext: {}", crate::error::in_words(&e)),
+                    );
                 } else {
-                    self.entry_problem(cpath, Severity::Error, format!("cannot read: {e}"));
+                    self.entry_problem(
+                        cpath,
+                        Severity::Error,
+                        format!("cannot read: {}", crate::error::in_words(&e)),
+                    );
                 }
                 None
             }
