@@ -53,6 +53,7 @@ pub fn verify_dir(
 /// written.
 pub fn verify_remote(
     store: &crate::remote::Store,
+    cache: Option<&crate::remote::cache::MetaCache>,
     keys: Cryptor,
     opts: &VerifyOptions,
     progress: &dyn Progress,
@@ -62,6 +63,7 @@ pub fn verify_remote(
     };
     source_remote::run(
         store,
+        cache,
         keys,
         &Discard::new(),
         progress,

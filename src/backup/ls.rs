@@ -168,17 +168,19 @@ pub fn list(
 }
 
 /// [`list`] for a remote location (`s3://`, `sftp://`): from one listing of it (on S3
-/// with one HEAD per object for modes and times), reading only `gocryptfs.diriv`,
+/// with one HEAD per object for modes and times, unless `cache` vouches for them),
+/// reading only `gocryptfs.diriv`,
 /// `.name` files and symlink targets.
 pub fn list_remote(
     store: &Store,
+    cache: Option<&crate::remote::cache::MetaCache>,
     keys: Cryptor,
     path: Option<Vec<Vec<u8>>>,
     recursive: bool,
     progress: &dyn Progress,
     out: &mut dyn FnMut(&ListEntry),
 ) -> Result<u64> {
-    let (tree, problems) = Tree::load(store, None)?;
+    let (tree, problems) = Tree::load(store, cache)?;
     let remote = Remote { store, tree };
     let mut l = Lister {
         dirs: &remote,

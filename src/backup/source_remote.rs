@@ -26,6 +26,7 @@ use crate::error::Result;
 use crate::format::content;
 use crate::format::Cryptor;
 use crate::progress::Progress;
+use crate::remote::cache::MetaCache;
 use crate::remote::tree::{is_special, unknown_time, Node, Tree};
 use crate::remote::Store;
 use crate::restore::engine::report::Style;
@@ -37,16 +38,19 @@ use crate::view::{Meta, Time, S_IFDIR, S_IFLNK, S_IFREG};
 /// Bytes asked for in one ranged GET while a file is decrypted.
 pub const CHUNK: u64 = 4 << 20;
 
-/// Restore (or verify) the location `store` into `w`.
+/// Restore (or verify) the location `store` into `w`; `cache`: what this machine's
+/// last export there learnt of the objects' metadata (it spares the HEADs it vouches
+/// for).
 pub(crate) fn run<W: Writer>(
     store: &Store,
+    cache: Option<&MetaCache>,
     keys: Cryptor,
     w: &W,
     progress: &dyn Progress,
     style: Style,
     opts: EngineOptions,
 ) -> Result<Summary> {
-    let (tree, problems) = Tree::load(store, None)?;
+    let (tree, problems) = Tree::load(store, cache)?;
     let engine = Engine::new(keys, w, progress, style, opts);
     if engine.restores_everything() && progress.wants_total() {
         progress.total(super::count::remote(&tree, engine.keys()));

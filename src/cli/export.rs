@@ -7,7 +7,6 @@ use std::time::Instant;
 use cryptbak::export::{export_tree, Summary, TreeOptions};
 use cryptbak::fs::lock::RunLock;
 use cryptbak::fs::Dir;
-use cryptbak::remote::cache::MetaCache;
 use cryptbak::remote::Location;
 use cryptbak::sink::dir::DirSink;
 use cryptbak::sink::remote::RemoteSink;
@@ -148,18 +147,6 @@ fn finish_export(a: &ExportArgs, summary: &Summary, started: Instant, dest: &str
     })
 }
 
-/// The largest metadata cache read (about 200 bytes an object: 2.5 million objects).
-const MAX_CACHE: usize = 512 << 20;
-
-/// The file name of a location's metadata cache ([`MetaCache`]): a hash of its id, so
-/// that neither bucket nor prefix appears in a file name.
-fn cache_name(id: &str) -> String {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(id.as_bytes());
-    let hex: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("remote-{hex}.json")
-}
-
 /// `export SRC s3://…` or `sftp://…`: the same driver and plan, into a [`RemoteSink`].
 fn export_remote(a: &ExportArgs, loc: &Location, started: Instant) -> Result<i32> {
     use cryptbak::remote::{Env, Options, Store};
@@ -210,10 +197,7 @@ fn export_remote(a: &ExportArgs, loc: &Location, started: Instant) -> Result<i32
         }
         Some(lock)
     };
-    let cache = store.cache_id().map(|id| {
-        let bytes = cryptbak::fs::cache::read(&cache_name(id), MAX_CACHE).unwrap_or_default();
-        MetaCache::from_bytes(id, &bytes)
-    });
+    let cache = super::cache::load(&store);
     let (sink, problems) = RemoteSink::open(&store, cache.as_ref())?;
     const SHOWN: usize = 10;
     for p in problems.iter().take(SHOWN) {
@@ -244,21 +228,8 @@ fn export_remote(a: &ExportArgs, loc: &Location, started: Instant) -> Result<i32
         return Err(e.clone().into());
     }
     let summary = summary?;
-    if let (Some(id), false) = (store.cache_id(), a.dry_run) {
-        match sink.updated_cache(id) {
-            Ok(Some(c)) => {
-                if let Err(e) = cryptbak::fs::cache::write(&cache_name(id), &c.to_bytes()) {
-                    report::warn(&format!(
-                        "cannot keep the metadata cache ({e}); the next run reads each object's metadata again"
-                    ));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => report::warn(&format!(
-                "{}; the next run reads each object's metadata again",
-                report::sanitize(&e.to_string())
-            )),
-        }
+    if !a.dry_run {
+        super::cache::save(&store, |id| sink.updated_cache(id));
     }
     if let Some(lock) = lock {
         if let Err(e) = sink.unlock(lock) {

@@ -2,6 +2,7 @@
 //! Everything format-related lives in the library.
 
 pub mod args;
+pub mod cache;
 pub mod commands;
 pub mod exit;
 pub mod export;

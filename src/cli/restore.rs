@@ -249,7 +249,8 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         .for_restore();
     let summary = if let Some(store) = &store {
         let keys = keys_from_store(&a.key, store)?;
-        restore::restore_remote(store, &a.dest, keys, &opts, &progress)?
+        let cache = super::cache::load(store);
+        restore::restore_remote(store, cache.as_ref(), &a.dest, keys, &opts, &progress)?
     } else if a.tar {
         let (in_stream, now) = tar_keys(&a.key)?;
         let input = tar_input(&a.backup)?;
@@ -399,7 +400,16 @@ pub fn ls(a: &LsArgs) -> Result<i32> {
         }
         let store = open_remote(url, None)?;
         let keys = keys_from_store(&a.key, &store)?;
-        ls::list_remote(&store, keys, path, a.recursive, &progress, &mut print)?
+        let cache = super::cache::load(&store);
+        ls::list_remote(
+            &store,
+            cache.as_ref(),
+            keys,
+            path,
+            a.recursive,
+            &progress,
+            &mut print,
+        )?
     } else if a.tar {
         let (in_stream, now) = tar_keys(&a.key)?;
         let input = tar_input(&a.backup)?;

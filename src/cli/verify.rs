@@ -198,10 +198,11 @@ fn verify_remote(a: &VerifyArgs, url: &str, started: Instant) -> Result<i32> {
     let opts = VerifyOptions {
         expect_reverse: a.reverse || a.source.is_some(),
     };
-    let summary = verify::verify_remote(&store, keys, &opts, &progress)?;
+    let cache = super::cache::load(&store);
+    let summary = verify::verify_remote(&store, cache.as_ref(), keys, &opts, &progress)?;
     let (diffs, compare_errors) = match source {
         Some(source) => {
-            let (sink, problems) = RemoteSink::open(&store, None)?;
+            let (sink, problems) = RemoteSink::open(&store, cache.as_ref())?;
             for p in problems {
                 progress.problem(&Problem::error(&a.backup, p.to_string()));
             }

@@ -125,6 +125,7 @@ pub fn restore_dir(
 /// Restore the ciphertext tree at a remote location (`s3://`, `sftp://`) into `dest`.
 pub fn restore_remote(
     store: &crate::remote::Store,
+    cache: Option<&crate::remote::cache::MetaCache>,
     dest: &Path,
     keys: Cryptor,
     opts: &RestoreOptions,
@@ -134,7 +135,7 @@ pub fn restore_remote(
     let style = Style::Restore {
         dest: dest.to_path_buf(),
     };
-    source_remote::run(store, keys, &d, progress, style, opts.engine())
+    source_remote::run(store, cache, keys, &d, progress, style, opts.engine())
 }
 
 /// Restore a tar stream of a ciphertext tree into `dest`, in one pass.

@@ -234,3 +234,53 @@ fn s3_large_file_restores_through_ranged_reads() {
     run_ok(&mut c);
     assert!(fs::read(dest.join("big")).unwrap() == data);
 }
+
+/// The metadata cache an export keeps on this machine serves restore, verify and ls
+/// too: with the objects' metadata gone from the server (s3s-fs keeps it in sidecar
+/// files, deleted here), a restore that has the cache still gives every file its mode
+/// and mtime; one without it (a fresh cache directory) can only give the defaults.
+#[test]
+fn s3_restore_takes_metadata_from_the_export_cache() {
+    let s = Srv::s3("restore-cache");
+    let Srv::S3(srv) = &s else { unreachable!() };
+    let w = Work::new("remote-restore-cache");
+    tree(&w.src, true);
+    init_fast(&w.src, &w.pw);
+    run_ok(&mut s.export(&w, "p", &["-q"]));
+    let mut removed = 0;
+    for e in fs::read_dir(&srv.root).unwrap().flatten() {
+        if e.path().to_string_lossy().ends_with(".metadata.json") {
+            fs::remove_file(e.path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 10, "s3s-fs kept no sidecar files ({removed})");
+    let url = s.url("p");
+
+    let dest = w.path("restored");
+    let mut c = backup_cmd(&s, &w, &["restore", "-q"], &url);
+    c.arg(&dest);
+    run_ok(&mut c);
+    assert_restored(&s, &w.src, &dest);
+    let o = run_ok(&mut backup_cmd(&s, &w, &["ls"], &url));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("-rw-r-----") && l.ends_with("  a.txt")),
+        "ls shows a.txt's mode from the cache:\n{out}"
+    );
+
+    let bare = w.path("restored-without-cache");
+    let mut c = backup_cmd(&s, &w, &["restore", "-q"], &url);
+    c.env("CRYPTBAK_CACHE_DIR", w.path("empty-cache"))
+        .arg(&bare);
+    run_ok(&mut c);
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&w.src.join("a.txt")), 0o640);
+    assert_eq!(mode(&dest.join("a.txt")), 0o640);
+    assert_eq!(
+        mode(&bare.join("a.txt")),
+        0o644,
+        "without the cache or the server's metadata, a file gets the default mode"
+    );
+}
