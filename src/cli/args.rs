@@ -371,6 +371,9 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
 
+    #[command(flatten)]
+    pub remote: ReadTransferArgs,
+
     /// BACKUP is a tar stream of a backup (a file, or - for standard input), read in one pass
     #[arg(long)]
     pub tar: bool,
@@ -427,6 +430,14 @@ pub struct RestoreArgs {
     pub dest: PathBuf,
 }
 
+/// The parallelism of the commands that read a remote BACKUP.
+#[derive(Args, Debug)]
+pub struct ReadTransferArgs {
+    /// With an s3:// or sftp:// BACKUP: objects read at once (ranged GETs; metadata HEADs twice as many) [default: 8]; the worker threads grow to at least N
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub transfers: Option<u16>,
+}
+
 #[derive(Args, Debug)]
 #[command(
     long_about = "List a backup's entries under their decrypted names, with modes, owners, sizes and \
@@ -437,6 +448,9 @@ authenticated as a restore would, nothing written; the sizes are then the plaint
 pub struct LsArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
+
+    #[command(flatten)]
+    pub remote: ReadTransferArgs,
 
     /// List directories recursively
     #[arg(short = 'r', long)]
@@ -478,6 +492,9 @@ errors (tampered or damaged backup)."
 pub struct VerifyArgs {
     #[command(flatten)]
     pub key: BackupKeyArgs,
+
+    #[command(flatten)]
+    pub remote: ReadTransferArgs,
 
     /// Also encrypt SRC again and compare it with the backup byte for byte (keys from SRC/.gocryptfs.reverse.conf unless --config or --masterkey)
     #[arg(long, value_name = "SRC")]

@@ -14,7 +14,7 @@ use cryptbak::remote::{Env, Location, Options, Store};
 use cryptbak::restore::{self, Aead, Layout, RestoreOptions, Summary};
 use cryptbak::{Error, Result};
 
-use super::args::{BackupKeyArgs, KeyArgs, LsArgs, PasswordArgs, RestoreArgs};
+use super::args::{BackupKeyArgs, KeyArgs, LsArgs, PasswordArgs, ReadTransferArgs, RestoreArgs};
 use super::commands::{
     password_source, same_place, set_threads, unlock, unlock_at, warn_to_stderr, ConfigAt,
 };
@@ -83,13 +83,30 @@ pub(crate) fn backup_url(backup: &Path) -> Option<&str> {
 /// Open a remote BACKUP with the user's credentials (a missing bucket, refused
 /// credentials or an unreachable server end the run here, saying which). The worker
 /// threads grow to one per transfer: they wait on the network.
-pub(crate) fn open_remote(url: &str, jobs: Option<usize>) -> Result<Store> {
+pub(crate) fn open_remote(
+    url: &str,
+    jobs: Option<usize>,
+    remote: &ReadTransferArgs,
+) -> Result<Store> {
     let loc =
         Location::parse(url).map_err(|e| Error::Usage(format!("BACKUP {}: {e}", sanitize(url))))?;
-    let opts = Options::default();
+    let mut opts = Options::default();
+    if let Some(t) = remote.transfers {
+        opts.transfers = usize::from(t);
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     set_threads(Some(jobs.unwrap_or(cores).max(opts.transfers)));
     Ok(Store::open(&loc, &Env::from_process(), opts)?)
+}
+
+/// `--transfers` with a BACKUP that is not a URL is a mistake worth saying.
+pub(crate) fn local_backup(remote: &ReadTransferArgs) -> Result<()> {
+    match remote.transfers {
+        Some(_) => Err(Error::Usage(
+            "--transfers applies to an s3:// or sftp:// BACKUP only".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The keys of a remote backup: from its `gocryptfs.conf` object, or `--config` /
@@ -240,7 +257,10 @@ pub fn restore(a: &RestoreArgs) -> Result<i32> {
         keep_setuid: a.keep_setuid,
         devices: a.devices,
     };
-    let store = url.map(|u| open_remote(u, a.jobs)).transpose()?;
+    if url.is_none() {
+        local_backup(&a.remote)?;
+    }
+    let store = url.map(|u| open_remote(u, a.jobs, &a.remote)).transpose()?;
     if store.is_none() {
         set_threads(a.jobs);
     }
@@ -392,13 +412,17 @@ pub fn ls(a: &LsArgs) -> Result<i32> {
             }
         }
     };
-    let problems = if let Some(url) = backup_url(&a.backup) {
+    let url = backup_url(&a.backup);
+    if url.is_none() {
+        local_backup(&a.remote)?;
+    }
+    let problems = if let Some(url) = url {
         if a.tar {
             return Err(Error::Usage(
                 "--tar reads a tar stream; an s3:// or sftp:// BACKUP is a tree".into(),
             ));
         }
-        let store = open_remote(url, None)?;
+        let store = open_remote(url, None, &a.remote)?;
         let keys = keys_from_store(&a.key, &store)?;
         let cache = super::cache::load(&store);
         ls::list_remote(

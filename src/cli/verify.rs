@@ -25,8 +25,8 @@ use super::commands::{same_place, set_threads};
 use super::exit;
 use super::report::{count, sanitize, show_path, Output, StderrReport};
 use super::restore::{
-    backup_url, key_args, keys_from_files, keys_from_store, open_remote, policy_notes, tar_input,
-    tar_keys, tar_unlock,
+    backup_url, key_args, keys_from_files, keys_from_store, local_backup, open_remote,
+    policy_notes, tar_input, tar_keys, tar_unlock,
 };
 use super::source::{open_dir_arg, open_source, Source};
 
@@ -72,6 +72,7 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
     if let Some(url) = backup_url(&a.backup) {
         return verify_remote(a, url, started);
     }
+    local_backup(&a.remote)?;
     let stdin = a.tar && a.backup.as_os_str() == "-";
     if !a.tar && !a.backup.is_dir() {
         return Err(super::source::not_a_backup_dir(&a.backup));
@@ -186,7 +187,7 @@ fn verify_remote(a: &VerifyArgs, url: &str, started: Instant) -> Result<i32> {
             "the selection options only apply with --source".into(),
         ));
     }
-    let store = open_remote(url, a.jobs)?;
+    let store = open_remote(url, a.jobs, &a.remote)?;
     let progress = StderrReport::new(false, Output::Quiet, false).with_details(a.verbose);
     let (keys, source) = match &a.source {
         None => (keys_from_store(&a.key, &store)?, None),

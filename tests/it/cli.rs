@@ -77,6 +77,33 @@ fn usage_errors_exit_64() {
     run_code(cryptbak().arg("export"), 64);
 }
 
+/// `--transfers` is the parallelism of a remote BACKUP: with a local one it is a
+/// mistake, said before anything is asked or read; 0 is refused by the parser.
+#[test]
+fn transfers_apply_to_remote_backups_only() {
+    let (t, src, pw) = setup("transfers");
+    let backup = t.join("backup");
+    export_ok(&src, &backup, &pw, &[]);
+    for cmd in ["restore", "verify", "ls"] {
+        let mut c = cryptbak();
+        c.args([cmd, "--transfers", "4", "--passfile"])
+            .arg(&pw)
+            .arg(&backup);
+        if cmd == "restore" {
+            c.arg(t.join("out"));
+        }
+        let out = run_code(&mut c, 64);
+        assert!(
+            stderr(&out).contains("--transfers applies to an s3:// or sftp:// BACKUP only"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+        let out = run_code(cryptbak().args([cmd, "--transfers", "0"]).arg(&backup), 64);
+        assert!(stderr(&out).contains("--transfers"), "{}", stderr(&out));
+    }
+    assert!(!t.join("out").exists());
+}
+
 #[test]
 fn wrong_password_exits_12_and_writes_nothing() {
     let (t, src, _) = setup("wrongpw");
