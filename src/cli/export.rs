@@ -69,6 +69,9 @@ pub fn export(a: &ExportArgs) -> Result<i32> {
     if std::fs::metadata(dest).is_ok_and(|m| !m.is_dir()) {
         return Err(Error::invalid(dest, "DEST is a file, not a directory"));
     }
+    // DEST as the user named it is followed like any command-line path (cp, rsync do
+    // the same; a /backup symlink to a disk is legitimate, and warn_if_shared has
+    // said whether others can change the way there). Below it, only handles.
     if !a.dry_run {
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
     }

@@ -106,6 +106,17 @@ pub fn parse_path(p: &OsStr) -> Result<Option<Vec<Vec<u8>>>> {
     Ok((!comps.is_empty()).then_some(comps))
 }
 
+/// DEST opened for writing, and how messages name what lands there.
+fn open_dest(dest: &Path, opts: &RestoreOptions) -> Result<(Dest, Style)> {
+    let d = Dest::open(dest, opts.force, opts.chown)?;
+    Ok((
+        d,
+        Style::Restore {
+            dest: dest.to_path_buf(),
+        },
+    ))
+}
+
 /// Restore the ciphertext directory `backup` into `dest`.
 pub fn restore_dir(
     backup: &Path,
@@ -115,10 +126,7 @@ pub fn restore_dir(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let root = source_dir::open(backup)?;
-    let d = Dest::open(dest, opts.force, opts.chown)?;
-    let style = Style::Restore {
-        dest: dest.to_path_buf(),
-    };
+    let (d, style) = open_dest(dest, opts)?;
     source_dir::run(&root, keys, &d, progress, style, opts.engine())
 }
 
@@ -131,10 +139,7 @@ pub fn restore_remote(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let d = Dest::open(dest, opts.force, opts.chown)?;
-    let style = Style::Restore {
-        dest: dest.to_path_buf(),
-    };
+    let (d, style) = open_dest(dest, opts)?;
     source_remote::run(store, cache, keys, &d, progress, style, opts.engine())
 }
 
@@ -152,10 +157,7 @@ pub fn restore_tar(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    let d = Dest::open(dest, opts.force, opts.chown)?;
-    let style = Style::Restore {
-        dest: dest.to_path_buf(),
-    };
+    let (d, style) = open_dest(dest, opts)?;
     let mut eo = opts.engine();
     eo.record_homes = true;
     source_tar::run(reader, &d, unlock, config_in_stream, style, eo, progress)

@@ -313,6 +313,16 @@ fn deletion_limits() {
     assert!(scan(&dest).len() < before);
 }
 
+/// An export of `src` into `dest` is refused (exit 1) as not a backup of ours.
+fn assert_refused(src: &Path, dest: &Path, pw: &Path) {
+    let out = run_code(&mut export_cmd(src, dest, pw, &[]), 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing"),
+        "{}",
+        show_output(&out)
+    );
+}
+
 #[test]
 fn refuses_destinations_that_are_not_ours() {
     let t = TestDir::new("foreign");
@@ -331,12 +341,7 @@ fn refuses_destinations_that_are_not_ours() {
         b"do not delete me, I am long enough",
     )
     .unwrap();
-    let out = run_code(&mut export_cmd(&src, &other, &pw, &[]), 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("refusing"),
-        "{}",
-        show_output(&out)
-    );
+    assert_refused(&src, &other, &pw);
     assert_eq!(
         fs::read(other.join("precious.txt")).unwrap(),
         b"do not delete me, I am long enough"
@@ -391,12 +396,7 @@ fn a_destination_holding_only_our_temporaries_is_ours() {
         b"not a backup, long enough to test",
     )
     .unwrap();
-    let out = run_code(&mut export_cmd(&src, &other, &pw, &[]), 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("refusing"),
-        "{}",
-        show_output(&out)
-    );
+    assert_refused(&src, &other, &pw);
 }
 
 #[test]
